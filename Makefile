@@ -1,0 +1,33 @@
+# ngx_http_sophon_events_module
+#
+#   make                 build build/ngx_http_sophon_events_module.so
+#   make demo            the service on 127.0.0.1:5555 with 100,000 events
+#   make demo-stop       stop it
+#   make test            the whole test suite (T=t/003-foo.t for one file)
+#
+# NGINX_SRC=/path/to/nginx-x.y.z builds against another nginx source tree.
+
+NGINX_SRC ?= /usr/share/nginx/src
+
+.PHONY: all module deps test demo demo-stop clean
+
+all: module
+
+module:
+	util/build-module $(NGINX_SRC)
+
+deps:
+	util/install-deps
+
+test: deps
+	util/build-module $(NGINX_SRC)
+	util/run-tests $(T)
+
+demo: deps
+	util/sophon-demo start
+
+demo-stop:
+	util/sophon-demo stop
+
+clean:
+	rm -rf build
