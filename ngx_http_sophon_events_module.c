@@ -1,0 +1,681 @@
+
+/*
+ * ngx_http_sophon_events_module
+ *
+ * GET /SophonFace/api/events: the event history of a SophonFace box, read
+ * from PostgreSQL without ever blocking the worker and streamed out as
+ * JSON.  This file holds the directives, the configuration and the content
+ * handler; src/ holds one file per concern (args, sql, pool, query,
+ * output).
+ */
+
+
+#include "ngx_http_sophon_events_common.h"
+#include "ngx_http_sophon_events_args.h"
+#include "ngx_http_sophon_events_sql.h"
+#include "ngx_http_sophon_events_pool.h"
+#include "ngx_http_sophon_events_query.h"
+#include "ngx_http_sophon_events_output.h"
+
+
+typedef struct {
+    ngx_array_t     pools;     /* ngx_http_sophon_events_pool_t * */
+} ngx_http_sophon_events_main_conf_t;
+
+
+static ngx_int_t ngx_http_sophon_events_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_sophon_events_start(ngx_http_request_t *r,
+    ngx_http_sophon_events_ctx_t *ctx);
+static void ngx_http_sophon_events_write_handler(ngx_http_request_t *r);
+static void ngx_http_sophon_events_wait_handler(ngx_event_t *ev);
+static void ngx_http_sophon_events_cleanup(void *data);
+
+static ngx_int_t ngx_http_sophon_events_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+
+static ngx_int_t ngx_http_sophon_events_add_variables(ngx_conf_t *cf);
+static void *ngx_http_sophon_events_create_main_conf(ngx_conf_t *cf);
+static void *ngx_http_sophon_events_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_sophon_events_merge_loc_conf(ngx_conf_t *cf,
+    void *parent, void *child);
+static char *ngx_http_sophon_events(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_sophon_events_db(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static void ngx_http_sophon_events_exit_process(ngx_cycle_t *cycle);
+
+
+static ngx_conf_num_bounds_t  ngx_http_sophon_events_positive = {
+    ngx_conf_check_num_bounds, 1, NGX_MAX_INT32_VALUE
+};
+
+
+static ngx_command_t  ngx_http_sophon_events_commands[] = {
+
+    { ngx_string("sophon_events"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_sophon_events,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("sophon_events_db"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_sophon_events_db,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("sophon_events_connect_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_sophon_events_loc_conf_t, connect_timeout),
+      NULL },
+
+    { ngx_string("sophon_events_query_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_sophon_events_loc_conf_t, query_timeout),
+      NULL },
+
+    { ngx_string("sophon_events_per_page"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_sophon_events_loc_conf_t, per_page_default),
+      &ngx_http_sophon_events_positive },
+
+    { ngx_string("sophon_events_max_per_page"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_sophon_events_loc_conf_t, per_page_max),
+      &ngx_http_sophon_events_positive },
+
+    { ngx_string("sophon_events_max_top_k"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_sophon_events_loc_conf_t, top_k_max),
+      &ngx_http_sophon_events_positive },
+
+    { ngx_string("sophon_events_max_value_length"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_sophon_events_loc_conf_t, max_value_length),
+      NULL },
+
+    { ngx_string("sophon_events_max_list_items"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_sophon_events_loc_conf_t, max_list_items),
+      &ngx_http_sophon_events_positive },
+
+    { ngx_string("sophon_events_buffers"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE2,
+      ngx_conf_set_bufs_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_sophon_events_loc_conf_t, bufs),
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_sophon_events_module_ctx = {
+    ngx_http_sophon_events_add_variables,   /* preconfiguration */
+    NULL,                                   /* postconfiguration */
+
+    ngx_http_sophon_events_create_main_conf, /* create main configuration */
+    NULL,                                   /* init main configuration */
+
+    NULL,                                   /* create server configuration */
+    NULL,                                   /* merge server configuration */
+
+    ngx_http_sophon_events_create_loc_conf, /* create location configuration */
+    ngx_http_sophon_events_merge_loc_conf   /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_sophon_events_module = {
+    NGX_MODULE_V1,
+    &ngx_http_sophon_events_module_ctx,     /* module context */
+    ngx_http_sophon_events_commands,        /* module directives */
+    NGX_HTTP_MODULE,                        /* module type */
+    NULL,                                   /* init master */
+    NULL,                                   /* init module */
+    NULL,                                   /* init process */
+    NULL,                                   /* init thread */
+    NULL,                                   /* exit thread */
+    ngx_http_sophon_events_exit_process,    /* exit process */
+    NULL,                                   /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+enum {
+    NGX_HTTP_SOPHON_EVENTS_VAR_ROWS = 0,
+    NGX_HTTP_SOPHON_EVENTS_VAR_TOTAL,
+    NGX_HTTP_SOPHON_EVENTS_VAR_DB_TIME
+};
+
+
+static ngx_http_variable_t  ngx_http_sophon_events_vars[] = {
+
+    { ngx_string("sophon_events_rows"), NULL,
+      ngx_http_sophon_events_variable, NGX_HTTP_SOPHON_EVENTS_VAR_ROWS,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("sophon_events_total"), NULL,
+      ngx_http_sophon_events_variable, NGX_HTTP_SOPHON_EVENTS_VAR_TOTAL,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("sophon_events_db_time"), NULL,
+      ngx_http_sophon_events_variable, NGX_HTTP_SOPHON_EVENTS_VAR_DB_TIME,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+      ngx_http_null_variable
+};
+
+
+static ngx_str_t  ngx_http_sophon_events_not_allowed =
+    ngx_string("method: only GET and HEAD are allowed");
+
+
+static ngx_int_t
+ngx_http_sophon_events_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                           rc;
+    ngx_str_t                           error;
+    ngx_http_sophon_events_ctx_t       *ctx;
+    ngx_http_sophon_events_limits_t     limits;
+    ngx_http_sophon_events_loc_conf_t  *conf;
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return ngx_http_sophon_events_send_error(r, NGX_HTTP_NOT_ALLOWED,
+                                          &ngx_http_sophon_events_not_allowed);
+    }
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    conf = ngx_http_get_module_loc_conf(r, ngx_http_sophon_events_module);
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_sophon_events_ctx_t));
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->request = r;
+    ctx->conf = conf;
+
+    limits.per_page_default = conf->per_page_default;
+    limits.per_page_max = conf->per_page_max;
+    limits.top_k_max = conf->top_k_max;
+    limits.max_value_length = conf->max_value_length;
+    limits.max_list_items = conf->max_list_items;
+
+    rc = ngx_http_sophon_events_parse_args(r->pool, &r->args, &limits,
+                                           &ctx->args, &error);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "sophon_events: bad request: %V", &error);
+
+        return ngx_http_sophon_events_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                                 &error);
+    }
+
+    return ngx_http_sophon_events_start(r, ctx);
+}
+
+
+static ngx_int_t
+ngx_http_sophon_events_start(ngx_http_request_t *r,
+    ngx_http_sophon_events_ctx_t *ctx)
+{
+    ngx_int_t            rc;
+    ngx_http_cleanup_t  *cln;
+
+    cln = ngx_http_cleanup_add(r, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln->handler = ngx_http_sophon_events_cleanup;
+    cln->data = ctx;
+
+    ctx->shape = ngx_http_sophon_events_sql_shape(&ctx->args);
+
+    ctx->wait_timer.handler = ngx_http_sophon_events_wait_handler;
+    ctx->wait_timer.data = ctx;
+    ctx->wait_timer.log = r->connection->log;
+
+    ngx_http_set_ctx(r, ctx, ngx_http_sophon_events_module);
+
+    /* notice a client that goes away while the database works */
+    r->read_event_handler = ngx_http_test_reading;
+    r->write_event_handler = ngx_http_sophon_events_write_handler;
+
+    r->main->count++;
+
+    rc = ngx_http_sophon_events_pool_acquire(ctx);
+
+    switch (rc) {
+
+    case NGX_OK:
+        ngx_http_sophon_events_query_send(ctx);
+        break;
+
+    case NGX_AGAIN:
+        break;
+
+    case NGX_DECLINED:
+        ngx_http_sophon_events_query_failed(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                               "too many requests wait for the database");
+        break;
+
+    default:
+        ngx_http_sophon_events_query_failed(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                               "no database connection can be opened");
+        break;
+    }
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_sophon_events_write_handler(ngx_http_request_t *r)
+{
+    ngx_event_t                   *wev;
+    ngx_http_sophon_events_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_sophon_events_module);
+    wev = r->connection->write;
+
+    if (wev->timedout) {
+        r->connection->timedout = 1;
+        ngx_http_sophon_events_query_failed(ctx, NGX_HTTP_REQUEST_TIME_OUT,
+                                            "the client timed out");
+        return;
+    }
+
+    ngx_http_sophon_events_query_resume(ctx);
+}
+
+
+/* the queue's timeout, or a wake-up posted by the pool */
+
+static void
+ngx_http_sophon_events_wait_handler(ngx_event_t *ev)
+{
+    ngx_connection_t              *c;
+    ngx_http_sophon_events_ctx_t  *ctx;
+
+    ctx = ev->data;
+    c = ctx->request->connection;
+
+    if (ev->timedout) {
+        ev->timedout = 0;
+        ngx_http_sophon_events_query_failed(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                       "no database connection came free in time");
+
+    } else if (ctx->conn == NULL) {
+        ngx_http_sophon_events_query_failed(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
+                       "no database connection can be opened");
+
+    } else {
+        ngx_http_sophon_events_query_send(ctx);
+    }
+
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_http_sophon_events_cleanup(void *data)
+{
+    ngx_http_sophon_events_ctx_t  *ctx = data;
+
+    ngx_http_sophon_events_pool_abandon(ctx);
+
+    if (ctx->result) {
+        PQclear(ctx->result);
+        ctx->result = NULL;
+    }
+
+    /* a connection in the middle of a query is closed, not reused */
+    ngx_http_sophon_events_pool_release(ctx, 0);
+}
+
+
+static ngx_int_t
+ngx_http_sophon_events_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    u_char                        *p;
+    ngx_http_sophon_events_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_sophon_events_module);
+
+    if (ctx == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(r->pool, NGX_INT64_LEN);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    v->data = p;
+
+    switch (data) {
+
+    case NGX_HTTP_SOPHON_EVENTS_VAR_ROWS:
+        p = ngx_sprintf(p, "%ui", ctx->rows);
+        break;
+
+    case NGX_HTTP_SOPHON_EVENTS_VAR_TOTAL:
+        p = ngx_sprintf(p, "%L", ctx->total);
+        break;
+
+    default: /* NGX_HTTP_SOPHON_EVENTS_VAR_DB_TIME */
+        p = ngx_sprintf(p, "%M", ctx->db_time);
+        break;
+    }
+
+    v->len = p - v->data;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_sophon_events_add_variables(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var, *v;
+
+    for (v = ngx_http_sophon_events_vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    return NGX_OK;
+}
+
+
+static void *
+ngx_http_sophon_events_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_sophon_events_main_conf_t  *smcf;
+
+    smcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_sophon_events_main_conf_t));
+    if (smcf == NULL) {
+        return NULL;
+    }
+
+    if (ngx_array_init(&smcf->pools, cf->pool, 4,
+                       sizeof(ngx_http_sophon_events_pool_t *))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    return smcf;
+}
+
+
+static void *
+ngx_http_sophon_events_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_sophon_events_loc_conf_t  *conf;
+
+    conf = ngx_pcalloc(cf->pool, sizeof(ngx_http_sophon_events_loc_conf_t));
+    if (conf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     conf->bufs.num = 0;
+     */
+
+    conf->enable = NGX_CONF_UNSET;
+    conf->pool = NGX_CONF_UNSET_PTR;
+    conf->connect_timeout = NGX_CONF_UNSET_MSEC;
+    conf->query_timeout = NGX_CONF_UNSET_MSEC;
+    conf->per_page_default = NGX_CONF_UNSET_UINT;
+    conf->per_page_max = NGX_CONF_UNSET_UINT;
+    conf->top_k_max = NGX_CONF_UNSET_UINT;
+    conf->max_value_length = NGX_CONF_UNSET_SIZE;
+    conf->max_list_items = NGX_CONF_UNSET_UINT;
+
+    return conf;
+}
+
+
+static char *
+ngx_http_sophon_events_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child)
+{
+    ngx_http_sophon_events_loc_conf_t  *prev = parent;
+    ngx_http_sophon_events_loc_conf_t  *conf = child;
+
+    ngx_conf_merge_value(conf->enable, prev->enable, 0);
+    ngx_conf_merge_ptr_value(conf->pool, prev->pool, NULL);
+
+    ngx_conf_merge_msec_value(conf->connect_timeout, prev->connect_timeout,
+                              5000);
+    ngx_conf_merge_msec_value(conf->query_timeout, prev->query_timeout,
+                              30000);
+
+    ngx_conf_merge_uint_value(conf->per_page_default, prev->per_page_default,
+                              10);
+    ngx_conf_merge_uint_value(conf->per_page_max, prev->per_page_max, 1000);
+    ngx_conf_merge_uint_value(conf->top_k_max, prev->top_k_max, 10000000);
+    ngx_conf_merge_size_value(conf->max_value_length, prev->max_value_length,
+                              256);
+    ngx_conf_merge_uint_value(conf->max_list_items, prev->max_list_items,
+                              100);
+
+    ngx_conf_merge_bufs_value(conf->bufs, prev->bufs, 8, 32768);
+
+    if (!conf->enable) {
+        return NGX_CONF_OK;
+    }
+
+    if (conf->pool == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"sophon_events\" needs \"sophon_events_db\"");
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->per_page_default > conf->per_page_max) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"sophon_events_per_page\" is larger than "
+                           "\"sophon_events_max_per_page\"");
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->max_value_length == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"sophon_events_max_value_length\" must not be 0");
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_sophon_events(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_sophon_events_loc_conf_t  *slcf = conf;
+
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (slcf->enable != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    slcf->enable = 1;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_sophon_events_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * sophon_events_db "conninfo" [connections=N] [queue=N]
+ *                  [queue_timeout=TIME] [idle_timeout=TIME];
+ */
+
+static char *
+ngx_http_sophon_events_db(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_sophon_events_loc_conf_t  *slcf = conf;
+
+    ngx_int_t                            n;
+    ngx_str_t                           *value, s;
+    ngx_msec_t                           ms;
+    ngx_uint_t                           i;
+    ngx_http_sophon_events_pool_t       *pool, **pp;
+    ngx_http_sophon_events_main_conf_t  *smcf;
+
+    if (slcf->pool != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (value[1].len == 0) {
+        return "takes a libpq connection string";
+    }
+
+    pool = ngx_http_sophon_events_pool_create(cf, &value[1]);
+    if (pool == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    pool->max_connections = 8;
+    pool->max_waiting = 64;
+    pool->wait_timeout = 3000;
+    pool->idle_timeout = 60000;
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "connections=", 12) == 0) {
+            n = ngx_atoi(value[i].data + 12, value[i].len - 12);
+            if (n == NGX_ERROR || n == 0) {
+                goto invalid;
+            }
+
+            pool->max_connections = n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "queue=", 6) == 0) {
+            n = ngx_atoi(value[i].data + 6, value[i].len - 6);
+            if (n == NGX_ERROR) {
+                goto invalid;
+            }
+
+            pool->max_waiting = n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "queue_timeout=", 14) == 0) {
+            s.data = value[i].data + 14;
+            s.len = value[i].len - 14;
+
+            ms = ngx_parse_time(&s, 0);
+            if (ms == (ngx_msec_t) NGX_ERROR || ms == 0) {
+                goto invalid;
+            }
+
+            pool->wait_timeout = ms;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "idle_timeout=", 13) == 0) {
+            s.data = value[i].data + 13;
+            s.len = value[i].len - 13;
+
+            ms = ngx_parse_time(&s, 0);
+            if (ms == (ngx_msec_t) NGX_ERROR || ms == 0) {
+                goto invalid;
+            }
+
+            pool->idle_timeout = ms;
+            continue;
+        }
+
+        goto invalid;
+    }
+
+    smcf = ngx_http_conf_get_module_main_conf(cf,
+                                              ngx_http_sophon_events_module);
+
+    pp = ngx_array_push(&smcf->pools);
+    if (pp == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *pp = pool;
+    slcf->pool = pool;
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\"", &value[i]);
+
+    return NGX_CONF_ERROR;
+}
+
+
+/* a worker that exits closes its idle database connections */
+
+static void
+ngx_http_sophon_events_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_uint_t                           i;
+    ngx_http_sophon_events_pool_t      **pool;
+    ngx_http_sophon_events_main_conf_t  *smcf;
+
+    smcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_sophon_events_module);
+    if (smcf == NULL) {
+        return;
+    }
+
+    pool = smcf->pools.elts;
+
+    for (i = 0; i < smcf->pools.nelts; i++) {
+        ngx_http_sophon_events_pool_close_idle(pool[i]);
+    }
+}

@@ -1,0 +1,34 @@
+
+/*
+ * ngx_http_sophon_events_module: the query string, parsed and checked.
+ */
+
+
+#ifndef _NGX_HTTP_SOPHON_EVENTS_ARGS_H_INCLUDED_
+#define _NGX_HTTP_SOPHON_EVENTS_ARGS_H_INCLUDED_
+
+
+#include "ngx_http_sophon_events_common.h"
+
+
+typedef struct {
+    ngx_uint_t    per_page_default;
+    ngx_uint_t    per_page_max;
+    ngx_uint_t    top_k_max;
+    size_t        max_value_length;
+    ngx_uint_t    max_list_items;
+} ngx_http_sophon_events_limits_t;
+
+
+/*
+ * NGX_OK: "args" holds the query; NGX_DECLINED: the client sent something
+ * the contract refuses, "error" says what, naming the parameter;
+ * NGX_ERROR: out of memory.  It touches nothing but "pool", so the fuzzer
+ * can drive it without a request.
+ */
+ngx_int_t ngx_http_sophon_events_parse_args(ngx_pool_t *pool,
+    ngx_str_t *query, ngx_http_sophon_events_limits_t *limits,
+    ngx_http_sophon_events_query_args_t *args, ngx_str_t *error);
+
+
+#endif /* _NGX_HTTP_SOPHON_EVENTS_ARGS_H_INCLUDED_ */

@@ -1,0 +1,47 @@
+
+/*
+ * ngx_http_sophon_events_module: the statements, built from the filter set.
+ */
+
+
+#ifndef _NGX_HTTP_SOPHON_EVENTS_SQL_H_INCLUDED_
+#define _NGX_HTTP_SOPHON_EVENTS_SQL_H_INCLUDED_
+
+
+#include "ngx_http_sophon_events_common.h"
+
+
+#define NGX_HTTP_SOPHON_EVENTS_MAX_PARAMS  (NGX_HTTP_SOPHON_EVENTS_NFILTERS + 2)
+
+#define NGX_HTTP_SOPHON_EVENTS_NAME_LEN    sizeof("sophon_events_p_0000")
+
+
+typedef enum {
+    NGX_HTTP_SOPHON_EVENTS_COUNT = 0,
+    NGX_HTTP_SOPHON_EVENTS_PAGE
+} ngx_http_sophon_events_stmt_e;
+
+
+/* one execution of one prepared statement: its name and its parameters */
+typedef struct {
+    char          name[NGX_HTTP_SOPHON_EVENTS_NAME_LEN];
+    int           nparams;
+    const char   *values[NGX_HTTP_SOPHON_EVENTS_MAX_PARAMS];
+} ngx_http_sophon_events_stmt_t;
+
+
+/* the filters present, as a bit set: it names the statements' shape */
+ngx_uint_t ngx_http_sophon_events_sql_shape(
+    ngx_http_sophon_events_query_args_t *args);
+
+/* the statement's text, for PQsendPrepare(), NUL-terminated */
+ngx_int_t ngx_http_sophon_events_sql_text(ngx_pool_t *pool,
+    ngx_http_sophon_events_stmt_e which, ngx_uint_t shape, ngx_str_t *text);
+
+ngx_int_t ngx_http_sophon_events_sql_stmt(ngx_pool_t *pool,
+    ngx_http_sophon_events_stmt_e which,
+    ngx_http_sophon_events_query_args_t *args,
+    ngx_http_sophon_events_stmt_t *stmt);
+
+
+#endif /* _NGX_HTTP_SOPHON_EVENTS_SQL_H_INCLUDED_ */
