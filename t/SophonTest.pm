@@ -1,0 +1,217 @@
+package SophonTest;
+
+# The test suite's own reading of the contract (shared/spec/events-api.md),
+# written independently of the module: it parses a request's query string,
+# filters and orders the fixture events ($TEST_NGINX_FIXTURES, the JSON
+# Lines that util/run-tests loaded) in Perl, and compares an answer with
+# what it computed.  Every JSON body is also run through a JSON parser.
+#
+#   use lib 't';
+#   use SophonTest;
+#   add_response_body_check(\&SophonTest::check_body);
+
+use strict;
+use warnings;
+
+use Encode qw(decode);
+use JSON::PP;
+use Test::More;
+use Exporter 'import';
+
+our @EXPORT_OK = qw(fixtures expected check_body parse_query uri);
+
+my $json = JSON::PP->new->utf8->canonical;
+
+my $fixtures;
+
+# all fixture events, newest first: [{ doc => {...}, line => '...' }, ...]
+sub fixtures {
+    return $fixtures if $fixtures;
+
+    my $file = $ENV{TEST_NGINX_FIXTURES}
+        or die "TEST_NGINX_FIXTURES is not set: run the suite with make test\n";
+
+    open my $fh, '<', $file or die "$file: $!\n";
+
+    my @events;
+    while (my $line = <$fh>) {
+        chomp $line;
+        next if $line eq '';
+        push @events, { doc => $json->decode($line), line => $line };
+    }
+
+    close $fh;
+
+    $fixtures = [ sort by_newest @events ];
+    return $fixtures;
+}
+
+sub by_newest {
+    $b->{doc}{timestamp} <=> $a->{doc}{timestamp}
+        || $b->{doc}{_id} cmp $a->{doc}{_id};
+}
+
+my %lists = map { $_ => 1 } qw(userType groups streams);
+
+sub unescape {
+    my ($s) = @_;
+    $s =~ tr/+/ /;
+    $s =~ s/%([0-9A-Fa-f]{2})/chr(hex($1))/ge;
+    return decode('UTF-8', $s, Encode::FB_CROAK);
+}
+
+# the query string as the contract reads it: { name => value,
+# groups => [items], ... }; dies on what the contract calls malformed
+sub parse_query {
+    my ($qs) = @_;
+    my %q;
+
+    for my $pair (split /&/, $qs // '') {
+        next if $pair eq '';
+        my ($k, $v) = split /=/, $pair, 2;
+        $k = unescape($k);
+        $v = unescape($v // '');
+        $k =~ s/\[\]$//;
+
+        if ($lists{$k}) {
+            next if $v =~ /^\s*$/;
+            my @items = $v =~ /^\s*\[/
+                      ? @{ JSON::PP->new->decode($v) }
+                      : map { s/^ +| +$//gr } split /,/, $v, -1;
+            push @{ $q{$k} }, @items;
+            next;
+        }
+
+        die "$k: given more than once\n" if exists $q{$k};
+        $q{$k} = $v;
+    }
+
+    for my $k (keys %q) {
+        delete $q{$k} if !ref $q{$k} && $q{$k} eq '';
+    }
+
+    return \%q;
+}
+
+sub person_type {
+    my ($c) = @_;
+    return $c->{person_type} // 1;
+}
+
+sub room {
+    my ($c) = @_;
+    my $info = $c->{identity_info} || {};
+    return $info->{ext_info}{room} // $info->{room};
+}
+
+sub matches {
+    my ($d, $q) = @_;
+    my $c = $d->{common};
+
+    return 0 if defined $q->{datetime_gte} && $d->{timestamp} < $q->{datetime_gte};
+    return 0 if defined $q->{datetime_lte} && $d->{timestamp} > $q->{datetime_lte};
+    return 0 if defined $q->{score_min} && $c->{score} < $q->{score_min};
+    return 0 if defined $q->{score_max} && $c->{score} > $q->{score_max};
+    return 0 if defined $q->{identity_id} && $c->{identity_id} ne $q->{identity_id};
+
+    if (defined $q->{name}) {
+        return 0 if index(lc $c->{identity_name}, lc $q->{name}) < 0;
+    }
+
+    if (defined $q->{room}) {
+        my $room = room($c);
+        return 0 if !defined $room || $room ne $q->{room};
+    }
+
+    if ($q->{userType}) {
+        my $t = person_type($c);
+        return 0 if !grep { $_ == $t } @{ $q->{userType} };
+    }
+
+    if ($q->{groups}) {
+        return 0 if !grep { $_ eq $c->{group_id} } @{ $q->{groups} };
+    }
+
+    if ($q->{streams}) {
+        return 0 if !grep { $_ eq $c->{ep_info}{device_id} } @{ $q->{streams} };
+    }
+
+    return 1;
+}
+
+# what the answer to this query string must be
+sub expected {
+    my ($qs) = @_;
+    my $q = ref $qs ? $qs : parse_query($qs);
+
+    my $per_page = $q->{per_page} // 10;
+    my $page = $q->{page} // 0;
+
+    my @match = grep { matches($_->{doc}, $q) } @{ fixtures() };
+
+    if (defined $q->{top_k} && @match > $q->{top_k}) {
+        $#match = $q->{top_k} - 1;
+    }
+
+    my $total = @match;
+    my $first = $page * $per_page;
+    my @page = $first < $total
+             ? @match[$first .. _min($first + $per_page, $total) - 1]
+             : ();
+
+    return {
+        events => [ map { $_->{doc} } @page ],
+        pagination => {
+            num_pages => int(($total + $per_page - 1) / $per_page),
+            page => $page + 0,
+            per_page => $per_page + 0,
+            total_count => $total,
+        },
+    };
+}
+
+sub _min { $_[0] < $_[1] ? $_[0] : $_[1] }
+
+# add_response_body_check's callback: every body is JSON; a 200 from the
+# events location is exactly the page the fixtures give for its query
+sub check_body {
+    my ($block, $body, $req_idx, $repeated_req_idx, $dry_run) = @_;
+    return if $dry_run;
+
+    my $name = $block->name;
+    my $request = ref $block->request ? $block->request->[$req_idx]
+                                      : $block->request;
+
+    return if !defined $body || $body eq '';
+    return if $request =~ /^HEAD /;
+
+    my $data = eval { JSON::PP->new->utf8->decode($body) };
+    ok(defined $data, "$name - the body is valid JSON")
+        or diag("$@: " . substr($body, 0, 300));
+
+    return if !$data || !ref $data || !exists $data->{pagination};
+    return if $request !~ m{^GET /SophonFace/api/events(?:\?(\S*))?};
+
+    my $qs = $1 // '';
+    my $want = expected($qs);
+
+    is_deeply($data->{pagination}, $want->{pagination},
+              "$name - pagination as the fixtures give");
+
+    is_deeply([ map { $_->{_id} } @{ $data->{data} } ],
+              [ map { $_->{_id} } @{ $want->{events} } ],
+              "$name - the events and their order as the fixtures give");
+
+    is_deeply($data->{data}, $want->{events},
+              "$name - each event is the stored document");
+}
+
+# percent-encodes a query value (UTF-8)
+sub uri {
+    my ($s) = @_;
+    utf8::encode($s) if utf8::is_utf8($s);
+    $s =~ s/([^A-Za-z0-9\-_.~])/sprintf('%%%02X', ord $1)/ge;
+    return $s;
+}
+
+1;
