@@ -30,6 +30,8 @@ static void ngx_http_sophon_events_conn_unwatch(
 static void ngx_http_sophon_events_conn_close(
     ngx_http_sophon_events_conn_t *conn);
 static void ngx_http_sophon_events_conn_handler(ngx_event_t *ev);
+static void ngx_http_sophon_events_conn_event(
+    ngx_http_sophon_events_conn_t *conn);
 static void ngx_http_sophon_events_conn_connect(
     ngx_http_sophon_events_conn_t *conn);
 static void ngx_http_sophon_events_conn_connected(
@@ -393,11 +395,32 @@ ngx_http_sophon_events_conn_close(ngx_http_sophon_events_conn_t *conn)
 static void
 ngx_http_sophon_events_conn_handler(ngx_event_t *ev)
 {
-    ngx_connection_t               *c;
+    ngx_connection_t               *c, *client;
     ngx_http_sophon_events_conn_t  *conn;
 
     c = ev->data;
     conn = c->data;
+
+    if (conn->ctx) {
+        /* the request may end here: run what it posted, as upstream does */
+
+        client = conn->ctx->request->connection;
+
+        ngx_http_sophon_events_conn_event(conn);
+        ngx_http_run_posted_requests(client);
+        return;
+    }
+
+    ngx_http_sophon_events_conn_event(conn);
+}
+
+
+static void
+ngx_http_sophon_events_conn_event(ngx_http_sophon_events_conn_t *conn)
+{
+    ngx_connection_t  *c;
+
+    c = conn->connection;
 
     switch (conn->state) {
 
