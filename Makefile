@@ -4,12 +4,15 @@
 #   make demo            the service on 127.0.0.1:5555 with 100,000 events
 #   make demo-stop       stop it
 #   make test            the whole test suite (T=t/003-foo.t for one file)
+#   make test-asan       the same against an AddressSanitizer+UBSan build
 #
 # NGINX_SRC=/path/to/nginx-x.y.z builds against another nginx source tree.
 
 NGINX_SRC ?= /usr/share/nginx/src
 
-.PHONY: all module deps test demo demo-stop clean
+SANITIZE = -fsanitize=address,undefined -fno-sanitize-recover=undefined
+
+.PHONY: all module deps test test-asan demo demo-stop clean
 
 all: module
 
@@ -21,6 +24,16 @@ deps:
 
 test: deps
 	util/build-module $(NGINX_SRC)
+	util/run-tests $(T)
+
+# the suite against a module built with AddressSanitizer and UBSan
+test-asan: deps
+	SOPHON_BUILD=build/asan \
+	SOPHON_CC_OPT="$(SANITIZE) -fno-omit-frame-pointer -DNGX_DEBUG_PALLOC=1" \
+	SOPHON_LD_OPT="$(SANITIZE)" \
+	util/build-module $(NGINX_SRC)
+	SOPHON_SANITIZE=1 \
+	SOPHON_MODULE=$(CURDIR)/build/asan/ngx_http_sophon_events_module.so \
 	util/run-tests $(T)
 
 demo: deps
