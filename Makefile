@@ -5,6 +5,7 @@
 #   make demo-stop       stop it
 #   make test            the whole test suite (T=t/003-foo.t for one file)
 #   make test-asan       the same against an AddressSanitizer+UBSan build
+#   make fuzz            libFuzzer on the query-string parser (FUZZ_SECONDS)
 #
 # NGINX_SRC=/path/to/nginx-x.y.z builds against another nginx source tree.
 
@@ -12,7 +13,9 @@ NGINX_SRC ?= /usr/share/nginx/src
 
 SANITIZE = -fsanitize=address,undefined -fno-sanitize-recover=undefined
 
-.PHONY: all module deps test test-asan demo demo-stop clean
+FUZZ_SECONDS = 60
+
+.PHONY: all module deps test test-asan fuzz demo demo-stop clean
 
 all: module
 
@@ -35,6 +38,10 @@ test-asan: deps
 	SOPHON_SANITIZE=1 \
 	SOPHON_MODULE=$(CURDIR)/build/asan/ngx_http_sophon_events_module.so \
 	util/run-tests $(T)
+
+# the query-string parser under libFuzzer, for FUZZ_SECONDS
+fuzz: deps module
+	fuzz/run $(FUZZ_SECONDS)
 
 demo: deps
 	util/sophon-demo start

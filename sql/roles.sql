@@ -1,0 +1,38 @@
+-- Least privilege for the events API.
+--
+--   psql -v ON_ERROR_STOP=1 -d sophon -f sql/roles.sql
+--
+-- sophon_reader is the role of ngx_http_sophon_events_module: it reads the
+-- events table and nothing else, in read-only transactions, and a query of
+-- its that runs away is stopped by the server itself.  sophon_writer is the
+-- role of the box's pipeline: it adds and deletes events.  Neither can
+-- create anything.  Both are created without a password: give them one
+-- (ALTER ROLE sophon_reader PASSWORD '...') unless pg_hba.conf
+-- authenticates them otherwise.  Safe to run again.
+
+SET client_min_messages = warning;
+
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'sophon_reader') THEN
+        CREATE ROLE sophon_reader LOGIN;
+    END IF;
+
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'sophon_writer') THEN
+        CREATE ROLE sophon_writer LOGIN;
+    END IF;
+END
+$$;
+
+ALTER ROLE sophon_reader NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION;
+ALTER ROLE sophon_writer NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION;
+
+ALTER ROLE sophon_reader SET default_transaction_read_only = on;
+ALTER ROLE sophon_reader SET statement_timeout = '60s';
+
+REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+GRANT USAGE ON SCHEMA public TO sophon_reader, sophon_writer;
+
+REVOKE ALL ON sophon_events FROM sophon_reader, sophon_writer;
+GRANT SELECT ON sophon_events TO sophon_reader;
+GRANT SELECT, INSERT, DELETE ON sophon_events TO sophon_writer;
