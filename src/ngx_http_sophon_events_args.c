@@ -80,6 +80,8 @@ static ngx_int_t ngx_http_sophon_events_array_literal(ngx_pool_t *pool,
 static ngx_int_t ngx_http_sophon_events_fail(
     ngx_http_sophon_events_parse_t *p, const char *fmt, ...);
 
+static int ngx_http_sophon_events_json_refuse(void *data);
+static int ngx_http_sophon_events_json_refuse_bool(void *data, int value);
 static int ngx_http_sophon_events_json_start_array(void *data);
 static int ngx_http_sophon_events_json_end_array(void *data);
 static int ngx_http_sophon_events_json_string(void *data,
@@ -128,14 +130,15 @@ static ngx_http_sophon_events_param_t  ngx_http_sophon_events_params[] = {
 };
 
 
+/* yajl skips a value whose callback is NULL: refuse those explicitly */
 static yajl_callbacks  ngx_http_sophon_events_json_callbacks = {
-    NULL,                                       /* null */
-    NULL,                                       /* boolean */
+    ngx_http_sophon_events_json_refuse,         /* null */
+    ngx_http_sophon_events_json_refuse_bool,    /* boolean */
     NULL,                                       /* integer */
     NULL,                                       /* double */
     ngx_http_sophon_events_json_number,         /* number, as text */
     ngx_http_sophon_events_json_string,         /* string */
-    NULL,                                       /* start map */
+    ngx_http_sophon_events_json_refuse,         /* start map */
     NULL,                                       /* map key */
     NULL,                                       /* end map */
     ngx_http_sophon_events_json_start_array,    /* start array */
@@ -724,6 +727,22 @@ ngx_http_sophon_events_add_json_list(ngx_http_sophon_events_parse_t *p,
 
     return ngx_http_sophon_events_fail(p, "%V: is not a valid list",
                                        &p->param->name);
+}
+
+
+/* a list holds strings or numbers: null, true, false and objects are not */
+
+static int
+ngx_http_sophon_events_json_refuse(void *data)
+{
+    return 0;
+}
+
+
+static int
+ngx_http_sophon_events_json_refuse_bool(void *data, int value)
+{
+    return 0;
 }
 
 
