@@ -195,14 +195,16 @@ ngx_http_sophon_events_handler(ngx_http_request_t *r)
     ngx_http_sophon_events_limits_t     limits;
     ngx_http_sophon_events_loc_conf_t  *conf;
 
-    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
-        return ngx_http_sophon_events_send_error(r, NGX_HTTP_NOT_ALLOWED,
-                                          &ngx_http_sophon_events_not_allowed);
-    }
+    /* a body left unread would be taken for the next request */
 
     rc = ngx_http_discard_request_body(r);
     if (rc != NGX_OK) {
         return rc;
+    }
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return ngx_http_sophon_events_send_error(r, NGX_HTTP_NOT_ALLOWED,
+                                          &ngx_http_sophon_events_not_allowed);
     }
 
     conf = ngx_http_get_module_loc_conf(r, ngx_http_sophon_events_module);
