@@ -49,8 +49,11 @@ static ngx_http_sophon_events_status_t  ngx_http_sophon_events_statuses[] = {
 };
 
 
+/* the charset apart, so that gzip_types application/json matches */
 static ngx_str_t  ngx_http_sophon_events_json_type =
-    ngx_string("application/json; charset=utf-8");
+    ngx_string("application/json");
+
+static ngx_str_t  ngx_http_sophon_events_charset = ngx_string("utf-8");
 
 
 ngx_int_t
@@ -64,6 +67,7 @@ ngx_http_sophon_events_output_start(ngx_http_sophon_events_ctx_t *ctx)
     r->headers_out.status = NGX_HTTP_OK;
     r->headers_out.content_type = ngx_http_sophon_events_json_type;
     r->headers_out.content_type_len = ngx_http_sophon_events_json_type.len;
+    r->headers_out.charset = ngx_http_sophon_events_charset;
     r->headers_out.content_length_n = -1;
 
     ctx->header_sent = 1;
@@ -198,11 +202,19 @@ ngx_http_sophon_events_output_finish(ngx_http_sophon_events_ctx_t *ctx)
 }
 
 
+/*
+ * "flush": what is ready must go now, a partly filled buffer too.  Needed
+ * whenever we stop producing (the database is slow, or every buffer is on
+ * its way): nginx would otherwise hold back less than postpone_output
+ * bytes, and with buffers smaller than that we would wait for ourselves.
+ */
+
 ngx_int_t
 ngx_http_sophon_events_output_flush(ngx_http_sophon_events_ctx_t *ctx,
-    ngx_uint_t partial)
+    ngx_uint_t flush)
 {
     ngx_int_t            rc;
+    ngx_chain_t         *cl;
     ngx_http_request_t  *r;
 
     r = ctx->request;
@@ -211,9 +223,16 @@ ngx_http_sophon_events_output_flush(ngx_http_sophon_events_ctx_t *ctx,
         return NGX_OK;
     }
 
-    if (partial && ctx->cl && ctx->cl->buf->last > ctx->cl->buf->pos) {
-        ctx->cl->buf->flush = 1;
-        ngx_http_sophon_events_queue_buf(ctx);
+    if (flush) {
+        if (ctx->cl && ctx->cl->buf->last > ctx->cl->buf->pos) {
+            ngx_http_sophon_events_queue_buf(ctx);
+        }
+
+        for (cl = ctx->out; cl; cl = cl->next) {
+            if (cl->next == NULL) {
+                cl->buf->flush = 1;
+            }
+        }
     }
 
     if (ctx->out == NULL && ctx->busy == NULL) {
@@ -321,6 +340,7 @@ ngx_http_sophon_events_send_error(ngx_http_request_t *r, ngx_uint_t status,
     r->headers_out.status = status;
     r->headers_out.content_type = ngx_http_sophon_events_json_type;
     r->headers_out.content_type_len = ngx_http_sophon_events_json_type.len;
+    r->headers_out.charset = ngx_http_sophon_events_charset;
     r->headers_out.content_length_n = len;
 
     rc = ngx_http_send_header(r);

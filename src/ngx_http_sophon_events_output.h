@@ -29,7 +29,7 @@ ngx_int_t ngx_http_sophon_events_output_finish(
 
 /* passes what is ready down the filter chain and takes back sent buffers */
 ngx_int_t ngx_http_sophon_events_output_flush(
-    ngx_http_sophon_events_ctx_t *ctx, ngx_uint_t partial);
+    ngx_http_sophon_events_ctx_t *ctx, ngx_uint_t flush);
 
 /* may another row be copied now, or is the client behind? */
 ngx_uint_t ngx_http_sophon_events_output_ready(

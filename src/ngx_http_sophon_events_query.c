@@ -292,7 +292,7 @@ ngx_http_sophon_events_query_read(ngx_http_sophon_events_ctx_t *ctx)
             rc = ngx_http_sophon_events_output_rows(ctx);
 
             if (rc == NGX_AGAIN) {
-                rc = ngx_http_sophon_events_output_flush(ctx, 0);
+                rc = ngx_http_sophon_events_output_flush(ctx, 1);
 
                 if (rc == NGX_ERROR) {
                     ngx_http_sophon_events_query_failed(ctx,
