@@ -4,7 +4,7 @@
 --
 -- sophon_reader is the role of ngx_http_sophon_events_module: it reads the
 -- events table and nothing else, in read-only transactions, and a query of
--- its that runs away is stopped by the server itself.  sophon_writer is the
+-- its that runs away or whose client left is stopped by the server itself.  sophon_writer is the
 -- role of the box's pipeline: it adds and deletes events.  Neither can
 -- create anything.  Both are created without a password: give them one
 -- (ALTER ROLE sophon_reader PASSWORD '...') unless pg_hba.conf
@@ -29,6 +29,10 @@ ALTER ROLE sophon_writer NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION;
 
 ALTER ROLE sophon_reader SET default_transaction_read_only = on;
 ALTER ROLE sophon_reader SET statement_timeout = '60s';
+
+-- the module closes a connection whose request went away or timed out;
+-- the server then stops that query within a second instead of finishing it
+ALTER ROLE sophon_reader SET client_connection_check_interval = '1s';
 
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 GRANT USAGE ON SCHEMA public TO sophon_reader, sophon_writer;
