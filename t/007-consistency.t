@@ -1,0 +1,439 @@
+# vi:filetype=perl
+
+# Totals stay exact while events are written.  A background writer (psql,
+# started when TEST 2 starts) inserts $Rows small events of the device
+# "dev-live-consistency", one INSERT (one transaction) at a time, while the
+# blocks page through that device again and again.  Each answer must be
+# consistent in itself (one snapshot): as many events as total_count leaves
+# for the page, num_pages = ceil(total_count / per_page), newest first,
+# every id once, every event the document that was written; totals never
+# go down from one request to the next.  Once the writer is done, a block
+# sees exactly the rows it wrote.  The live rows are deleted before the
+# first block, after the last one and at exit, however the script ends.
+#
+# The live rows are not in the fixtures: SophonTest::check_body is not
+# used here.  Sections of this file:
+#   --- start_writer   start the writer before the block
+#   --- wait_writer    wait for the writer to finish before the block
+#   --- delete_live    delete the live rows before the block
+#   --- written        the database holds every written row: totals and
+#                      pages are checked against the written documents
+#   --- all_ids        (with --- written) the pages of the block's requests
+#                      hold every written row
+
+use Test::Nginx::Socket 'no_plan';
+use lib 't';
+use JSON::PP ();
+use File::Temp ();
+use POSIX ();
+use Time::HiRes ();
+
+repeat_each(2);
+no_shuffle();
+
+our $Device = 'dev-live-consistency';
+our $Rows = 2000;
+
+my $MainPid = $$;
+my $json = JSON::PP->new->utf8->canonical;
+
+# --------------------------------------------------------------------------
+# The database, through psql
+
+sub psql_value {
+    my ($sql) = @_;
+    my $out = `psql "\$TEST_NGINX_SOPHON_ADMIN_DB" -X -q -A -t -v ON_ERROR_STOP=1 -c "$sql" 2>&1`;
+    chomp $out;
+    die "psql: $sql: $out\n" if $?;
+    return $out;
+}
+
+sub live_rows_in_db {
+    return psql_value("SELECT count(*) FROM sophon_events WHERE device_id = '$Device'");
+}
+
+sub delete_live_rows {
+    psql_value("DELETE FROM sophon_events WHERE device_id = '$Device'");
+}
+
+# --------------------------------------------------------------------------
+# The events the writer inserts: small valid documents, made up front
+# (srand is fixed: the same every run).  Timestamps collide on purpose so
+# that "_id" breaks ties.
+
+srand(20201204);
+
+my @Written;
+for my $i (1 .. $Rows) {
+    my $sec = 1800000000 + int(rand(700));
+    my $ts = $sec + (0, 0.25, 0.5)[int rand 3];
+    my $type = 1 + int rand 5;
+
+    push @Written, {
+        _id => sprintf('%d.%06d', $sec, $i),
+        timestamp => $ts,
+        common => {
+            ep_info => { device_id => $Device },
+            person_type => $type,
+            score => $type == 4 ? 12.5 : 82 + int(rand(36)) / 2,
+            identity_id => $type == 4 ? '' : "live-$i",
+            identity_name => $type == 4 ? '' : "Live $i",
+            group_id => $type == 4 ? '' : 'g-live-' . ($i % 3),
+            identity_info => {},
+        },
+    };
+}
+
+my %WrittenById = map { $_->{_id} => $_ } @Written;
+
+# --------------------------------------------------------------------------
+# The writer: one psql process, started and reaped by this script only
+
+my $Writer;          # its pid while it runs
+my $WriterStatus;    # its exit status ($?) once reaped
+my $WriterScript;
+
+sub start_writer {
+    return if $Writer || defined $WriterStatus;
+
+    (my $out, $WriterScript) = File::Temp::tempfile(
+        'sophon-007-writer-XXXXXX', TMPDIR => 1, SUFFIX => '.sql');
+    binmode $out;
+    for my $doc (@Written) {
+        (my $text = $json->encode($doc)) =~ s/'/''/g;
+        print $out "INSERT INTO sophon_events (doc) VALUES ('$text'::jsonb);\n";
+        # about 15 s in all: longer than the live blocks
+        print $out "SELECT pg_sleep(0.006);\n";
+    }
+    close $out or die "$WriterScript: $!\n";
+
+    my $pid = fork;
+    die "fork: $!\n" if !defined $pid;
+
+    if ($pid == 0) {
+        open STDOUT, '>', '/dev/null';
+        exec('psql', $ENV{TEST_NGINX_SOPHON_ADMIN_DB}, '-X', '-q',
+             '-v', 'ON_ERROR_STOP=1', '-f', $WriterScript)
+            or POSIX::_exit(127);
+    }
+
+    $Writer = $pid;
+}
+
+# waits at most $timeout seconds, then stops it; returns its exit status
+sub reap_writer {
+    my ($timeout) = @_;
+    return $WriterStatus if !$Writer;
+
+    my $deadline = Time::HiRes::time() + $timeout;
+    while (1) {
+        my $r = waitpid($Writer, POSIX::WNOHANG());
+        if ($r == $Writer || $r == -1) {
+            $WriterStatus = $r == -1 ? -1 : $?;
+            last;
+        }
+
+        if (Time::HiRes::time() >= $deadline) {
+            kill 'TERM', $Writer;
+            Time::HiRes::sleep(0.5);
+            kill 'KILL', $Writer if waitpid($Writer, POSIX::WNOHANG()) == 0;
+            waitpid($Writer, 0);
+            $WriterStatus = "stopped after $timeout s";
+            last;
+        }
+
+        Time::HiRes::sleep(0.05);
+    }
+
+    undef $Writer;
+    unlink $WriterScript if defined $WriterScript;
+    return $WriterStatus;
+}
+
+END {
+    if ($$ == $MainPid) {
+        local $?;
+        reap_writer(0) if $Writer;
+        eval { delete_live_rows() };
+        warn "007-consistency: cannot delete the live rows: $@" if $@;
+    }
+}
+
+# a previous run that died may have left rows behind
+delete_live_rows();
+
+# --------------------------------------------------------------------------
+# The checks
+
+my %LastTotal;      # filter => the last total seen (totals never go down)
+my %TotalsSeen;     # distinct totals seen while the writer ran
+my %PageIds;        # rep => { id => 1 } over the pages of an --- all_ids block
+
+sub query_of {
+    my ($qs) = @_;
+    my %q;
+    for my $pair (split /&/, $qs // '') {
+        my ($k, $v) = split /=/, $pair, 2;
+        $v //= '';
+        $v =~ s/%([0-9A-Fa-f]{2})/chr hex $1/ge;
+        $q{$k} = $v if $v ne '';    # an empty value is no filter
+    }
+    return \%q;
+}
+
+# does a written document match the filters of the query?
+sub matches {
+    my ($doc, $q) = @_;
+    my $c = $doc->{common};
+
+    if (defined $q->{userType}) {
+        my %types = map { $_ => 1 } split /,/, $q->{userType};
+        return 0 if !$types{ $c->{person_type} };
+    }
+
+    return 0 if defined $q->{score_min} && $c->{score} < $q->{score_min};
+    return 0 if defined $q->{score_max} && $c->{score} > $q->{score_max};
+
+    return 1;
+}
+
+sub newer {
+    my ($a, $b) = @_;
+    return $a->{timestamp} > $b->{timestamp}
+        || ($a->{timestamp} == $b->{timestamp} && $a->{_id} gt $b->{_id});
+}
+
+sub check_live {
+    my ($block, $body, $req_idx, $rep) = @_;
+    my $name = $block->name;
+    my $request = ref $block->request ? $block->request->[$req_idx]
+                                      : $block->request;
+    my $what = "$name (repeated req $rep, req $req_idx)";
+
+    my ($qs) = $request =~ m{^GET /SophonFace/api/events\?(\S*)}
+        or return;
+    my $q = query_of($qs);
+
+    my $data = eval { JSON::PP->new->utf8->decode($body // '') };
+    ok($data && ref $data eq 'HASH' && ref $data->{data} eq 'ARRAY'
+       && ref $data->{pagination} eq 'HASH', "$what - a page")
+        or return diag("$@: " . substr($body // '', 0, 300));
+
+    my $p = $data->{pagination};
+    my $events = $data->{data};
+    my $per_page = $q->{per_page} // 10;
+    my $page = $q->{page} // 0;
+    my $total = $p->{total_count};
+
+    ok(defined $total && $total =~ /^\d+$/, "$what - total_count")
+        or return;
+
+    is($p->{page}, $page, "$what - page");
+    is($p->{per_page}, $per_page, "$what - per_page");
+    is($p->{num_pages}, int(($total + $per_page - 1) / $per_page),
+       "$what - num_pages = ceil(total_count / per_page) ($total)");
+
+    my $left = $total - $page * $per_page;
+    my $want = $left < 0 ? 0 : $left < $per_page ? $left : $per_page;
+    is(scalar @$events, $want, "$what - the events the total leaves "
+       . "for page $page of $per_page ($total)");
+
+    if (defined $q->{top_k}) {
+        ok($total <= $q->{top_k}, "$what - total_count <= top_k");
+    }
+
+    my (@bad, %seen);
+    for my $i (0 .. $#$events) {
+        my $ev = $events->[$i];
+        my $id = $ev->{_id} // '(none)';
+
+        push @bad, "$id twice" if $seen{$id}++;
+
+        my $doc = $WrittenById{$id};
+        if (!$doc) {
+            push @bad, "$id was not written";
+            next;
+        }
+        push @bad, "$id does not match the filters" if !matches($doc, $q);
+        push @bad, "$id is not the document written"
+            if $json->encode($ev) ne $json->encode($doc);
+
+        if ($i > 0 && !newer($events->[$i - 1], $ev)) {
+            push @bad, "$events->[$i - 1]{_id} ($events->[$i - 1]{timestamp})"
+                       . " before $id ($ev->{timestamp})";
+        }
+    }
+
+    ok(!@bad, "$what - newest first, each id once, each the written document")
+        or diag(join "\n", @bad[0 .. ($#bad < 5 ? $#bad : 5)]);
+
+    # the same filters, a later snapshot: never fewer rows
+    my $filter = join '&', map { "$_=$q->{$_}" }
+                           sort grep { !/^(?:page|per_page)$/ } keys %$q;
+    if (defined $LastTotal{$filter}) {
+        ok($total >= $LastTotal{$filter}, "$what - the total does not "
+           . "go down ($LastTotal{$filter} before, $total now)");
+    }
+    $LastTotal{$filter} = $total;
+    $TotalsSeen{$total} = 1 if $Writer && $filter eq "streams=$Device";
+
+    return if !defined $block->written;
+
+    # the writer is done: exact totals, and every row on some page
+    my @match = sort { newer($b, $a) ? 1 : newer($a, $b) ? -1 : 0 }
+                grep { matches($_, $q) } @Written;
+    $#match = $q->{top_k} - 1 if defined $q->{top_k} && @match > $q->{top_k};
+
+    is($total, scalar @match, "$what - total_count is every row written");
+
+    my $first = $page * $per_page;
+    my @ids = map { $_->{_id} } @match[$first .. $first + $want - 1];
+    is_deeply([ map { $_->{_id} } @$events ], \@ids,
+              "$what - the page of the rows written");
+
+    return if !defined $block->all_ids;
+
+    $PageIds{$rep}{$_->{_id}} = 1 for @$events;
+    return if $req_idx < $#{ $block->request };
+
+    is(scalar keys %{ $PageIds{$rep} }, $Rows,
+       "$what - every row written was on one of the pages");
+}
+
+add_response_body_check(sub {
+    my ($block, $body, $req_idx, $repeated_req_idx, $dry_run) = @_;
+    return if $dry_run;
+    check_live($block, $body, $req_idx, $repeated_req_idx);
+});
+
+our $Location = <<'_EOC_';
+    location = /SophonFace/api/events {
+        sophon_events;
+        sophon_events_db "$TEST_NGINX_SOPHON_DB";
+    }
+_EOC_
+
+add_block_preprocessor(sub {
+    my $block = shift;
+    my $name = $block->name;
+
+    if (!defined $block->config) {
+        $block->set_value("config", $Location);
+    }
+
+    %PageIds = ();
+
+    if (defined $block->delete_live) {
+        delete_live_rows();
+        %LastTotal = ();
+    }
+
+    start_writer() if defined $block->start_writer;
+
+    if (defined $block->wait_writer) {
+        my $status = reap_writer(120);
+
+        is($status, 0, "$name - the writer inserted its $Rows rows");
+        is(live_rows_in_db(), $Rows, "$name - the database holds them");
+        ok(keys %TotalsSeen >= 3, "$name - the pages were read while rows "
+           . "were written (" . scalar(keys %TotalsSeen) . " totals seen)");
+    }
+});
+
+# the requests of a live block: offsets spread over the rows being written
+sub live_requests {
+    my ($extra, $n) = @_;
+    my @per_page = (1, 7, 10, 25, 100, 333, 1000);
+    my @reqs;
+
+    for my $i (0 .. $n - 1) {
+        my $pp = $per_page[$i % @per_page];
+        my $page = int((($i * 241) % 1000) / $pp);
+        push @reqs, "GET /SophonFace/api/events?streams=$Device$extra"
+                    . "&per_page=$pp&page=$page";
+    }
+
+    return \@reqs;
+}
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: before the writer, the device has no events
+--- request
+GET /SophonFace/api/events?streams=dev-live-consistency&per_page=10&page=0
+--- error_code: 200
+--- response_body_like: ^\{"data":\[\],"pagination":\{"num_pages":0,"page":0,"per_page":10,"total_count":0\}\}$
+--- no_error_log
+[error]
+
+
+
+=== TEST 2: pages read while rows are inserted are consistent in themselves
+--- start_writer
+--- request eval
+main::live_requests('', 50)
+--- error_code eval
+[(200) x 50]
+--- no_error_log
+[error]
+
+
+
+=== TEST 3: the same with filters, list notations and top_k
+--- request eval
+[@{ main::live_requests('&userType=1,3,5', 15) },
+ @{ main::live_requests('&score_min=90&userType=', 10) },
+ @{ main::live_requests('&top_k=500', 15) },
+ map { s/streams=dev-live-consistency/streams=%5B%22dev-live-consistency%22%5D/r }
+     @{ main::live_requests('', 10) }]
+--- error_code eval
+[(200) x 50]
+--- no_error_log
+[error]
+
+
+
+=== TEST 4: once the writer is done, the total is exactly the rows it wrote
+--- wait_writer
+--- written
+--- request eval
+["GET /SophonFace/api/events?streams=dev-live-consistency&per_page=1000&page=0",
+ "GET /SophonFace/api/events?streams=dev-live-consistency&per_page=1000&page=1",
+ "GET /SophonFace/api/events?streams=dev-live-consistency&per_page=1000&page=2",
+ "GET /SophonFace/api/events?streams=dev-live-consistency&per_page=7&page=285",
+ "GET /SophonFace/api/events?streams=dev-live-consistency&per_page=7&page=286",
+ "GET /SophonFace/api/events?streams=dev-live-consistency&userType=1,3,5&per_page=100&page=3",
+ "GET /SophonFace/api/events?streams=dev-live-consistency&score_min=90&per_page=50",
+ "GET /SophonFace/api/events?streams=dev-live-consistency&top_k=500&per_page=30&page=16"]
+--- error_code eval
+[(200) x 8]
+--- no_error_log
+[error]
+
+
+
+=== TEST 5: no event is skipped nor repeated across the pages
+--- written
+--- all_ids
+--- request eval
+["GET /SophonFace/api/events?streams=dev-live-consistency&per_page=1000&page=0",
+ "GET /SophonFace/api/events?streams=dev-live-consistency&per_page=1000&page=1"]
+--- error_code eval
+[200, 200]
+--- response_body_like eval
+["\"total_count\":$main::Rows\\}\\}\$", "\"total_count\":$main::Rows\\}\\}\$"]
+--- no_error_log
+[error]
+
+
+
+=== TEST 6: the live rows are gone again
+--- delete_live
+--- request
+GET /SophonFace/api/events?streams=dev-live-consistency&per_page=10&page=0
+--- error_code: 200
+--- response_body_like: "total_count":0\}\}$
+--- no_error_log
+[error]
