@@ -37,6 +37,14 @@ ALTER ROLE sophon_reader SET client_connection_check_interval = '1s';
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 GRANT USAGE ON SCHEMA public TO sophon_reader, sophon_writer;
 
-REVOKE ALL ON sophon_events FROM sophon_reader, sophon_writer;
-GRANT SELECT ON sophon_events TO sophon_reader;
+REVOKE ALL ON sophon_events, sophon_event_counts, sophon_event_totals
+    FROM sophon_reader, sophon_writer;
+
+-- the counts are part of reading: sophon_events_total() reads them
+GRANT SELECT ON sophon_events, sophon_event_counts, sophon_event_totals
+    TO sophon_reader;
+
+-- the counts are kept by triggers, which run as the writer
 GRANT SELECT, INSERT, DELETE ON sophon_events TO sophon_writer;
+GRANT SELECT, INSERT, UPDATE ON sophon_event_counts, sophon_event_totals
+    TO sophon_writer;
