@@ -21,6 +21,13 @@
 #endif
 
 
+static ngx_int_t ngx_http_sophon_events_pool_param(ngx_conf_t *cf,
+    ngx_http_sophon_events_pool_t *pool, ngx_uint_t i, const char *keyword,
+    const char *value);
+static ngx_int_t ngx_http_sophon_events_pool_options(ngx_conf_t *cf,
+    ngx_http_sophon_events_pool_t *pool, ngx_uint_t i, const char *options);
+static char *ngx_http_sophon_events_strdup(ngx_pool_t *pool, const char *a,
+    const char *b);
 static ngx_int_t ngx_http_sophon_events_conn_open(
     ngx_http_sophon_events_pool_t *pool, ngx_http_sophon_events_ctx_t *ctx);
 static ngx_int_t ngx_http_sophon_events_conn_watch(
@@ -38,7 +45,7 @@ static void ngx_http_sophon_events_conn_connected(
     ngx_http_sophon_events_conn_t *conn);
 static void ngx_http_sophon_events_conn_idle(
     ngx_http_sophon_events_conn_t *conn);
-static void ngx_http_sophon_events_conn_check_idle(
+static ngx_int_t ngx_http_sophon_events_conn_check_idle(
     ngx_http_sophon_events_conn_t *conn);
 static void ngx_http_sophon_events_pool_serve_waiting(
     ngx_http_sophon_events_pool_t *pool);
@@ -46,9 +53,22 @@ static void ngx_http_sophon_events_conn_failed(
     ngx_http_sophon_events_conn_t *conn, const char *why);
 
 
+/*
+ * The connection string is parsed here, so that "nginx -t" refuses a bad
+ * one, and completed with what the module relies on: UTF8 as the client
+ * encoding, and a server that notices within a second when the module
+ * closes a connection in the middle of a query (its client went away, or
+ * it timed out), so that the query stops instead of running on.  The
+ * operator's own "options" come after ours and may override them.
+ */
+
 ngx_http_sophon_events_pool_t *
 ngx_http_sophon_events_pool_create(ngx_conf_t *cf, ngx_str_t *conninfo)
 {
+    char                           *error, *options;
+    u_char                         *info;
+    ngx_uint_t                      n;
+    PQconninfoOption               *opts, *o;
     ngx_http_sophon_events_pool_t  *pool;
 
     pool = ngx_pcalloc(cf->pool, sizeof(ngx_http_sophon_events_pool_t));
@@ -56,19 +76,135 @@ ngx_http_sophon_events_pool_create(ngx_conf_t *cf, ngx_str_t *conninfo)
         return NULL;
     }
 
-    pool->conninfo.data = ngx_pnalloc(cf->pool, conninfo->len + 1);
-    if (pool->conninfo.data == NULL) {
+    info = ngx_pnalloc(cf->pool, conninfo->len + 1);
+    if (info == NULL) {
         return NULL;
     }
 
-    (void) ngx_cpystrn(pool->conninfo.data, conninfo->data,
-                       conninfo->len + 1);
-    pool->conninfo.len = conninfo->len;
+    (void) ngx_cpystrn(info, conninfo->data, conninfo->len + 1);
+
+    error = NULL;
+    opts = PQconninfoParse((char *) info, &error);
+
+    if (opts == NULL) {
+        /* libpq's message names the bad part, never a password */
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid connection string: %s",
+                           error ? error : "out of memory");
+        PQfreemem(error);
+        return NULL;
+    }
+
+    n = 4;
+
+    for (o = opts; o->keyword; o++) {
+        n++;
+    }
+
+    pool->keywords = ngx_pcalloc(cf->pool, n * sizeof(char *));
+    pool->values = ngx_pcalloc(cf->pool, n * sizeof(char *));
+
+    if (pool->keywords == NULL || pool->values == NULL) {
+        goto failed;
+    }
+
+    options = NULL;
+    n = 0;
+
+    for (o = opts; o->keyword; o++) {
+
+        if (o->val == NULL || ngx_strcmp(o->keyword, "client_encoding") == 0) {
+            continue;
+        }
+
+        if (ngx_strcmp(o->keyword, "options") == 0) {
+            options = o->val;
+            continue;
+        }
+
+        if (ngx_http_sophon_events_pool_param(cf, pool, n++, o->keyword,
+                                              o->val)
+            != NGX_OK)
+        {
+            goto failed;
+        }
+    }
+
+    if (ngx_http_sophon_events_pool_param(cf, pool, n++, "client_encoding",
+                                          "UTF8") != NGX_OK
+        || ngx_http_sophon_events_pool_param(cf, pool, n++,
+                                             "fallback_application_name",
+                                             "nginx sophon_events") != NGX_OK
+        || ngx_http_sophon_events_pool_options(cf, pool, n++, options)
+           != NGX_OK)
+    {
+        goto failed;
+    }
+
+    PQconninfoFree(opts);
 
     ngx_queue_init(&pool->idle);
     ngx_queue_init(&pool->waiting);
 
     return pool;
+
+failed:
+
+    PQconninfoFree(opts);
+    return NULL;
+}
+
+
+static ngx_int_t
+ngx_http_sophon_events_pool_param(ngx_conf_t *cf,
+    ngx_http_sophon_events_pool_t *pool, ngx_uint_t i, const char *keyword,
+    const char *value)
+{
+    pool->keywords[i] = ngx_http_sophon_events_strdup(cf->pool, keyword, "");
+    pool->values[i] = ngx_http_sophon_events_strdup(cf->pool, value, "");
+
+    if (pool->keywords[i] == NULL || pool->values[i] == NULL) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_sophon_events_pool_options(ngx_conf_t *cf,
+    ngx_http_sophon_events_pool_t *pool, ngx_uint_t i, const char *options)
+{
+    pool->keywords[i] = "options";
+    pool->values[i] = ngx_http_sophon_events_strdup(cf->pool,
+                                  "-c client_connection_check_interval=1000 ",
+                                  options ? options : "");
+
+    return pool->values[i] ? NGX_OK : NGX_ERROR;
+}
+
+
+/* "a" and "b" together, NUL-terminated, in the pool */
+
+static char *
+ngx_http_sophon_events_strdup(ngx_pool_t *pool, const char *a, const char *b)
+{
+    u_char  *p;
+    size_t   alen, blen;
+
+    alen = ngx_strlen(a);
+    blen = ngx_strlen(b);
+
+    p = ngx_pnalloc(pool, alen + blen + 1);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    ngx_memcpy(p, a, alen);
+    ngx_memcpy(p + alen, b, blen);
+    p[alen + blen] = '\0';
+
+    return (char *) p;
 }
 
 
@@ -81,11 +217,23 @@ ngx_http_sophon_events_pool_acquire(ngx_http_sophon_events_ctx_t *ctx)
 
     pool = ctx->conf->pool;
 
-    if (!ngx_queue_empty(&pool->idle)) {
+    while (!ngx_queue_empty(&pool->idle)) {
         q = ngx_queue_head(&pool->idle);
+        conn = ngx_queue_data(q, ngx_http_sophon_events_conn_t, queue);
+
+        /*
+         * A restart or pg_terminate_backend() may have closed it with an
+         * event not handled yet: never hand a dead connection out.
+         */
+
+        if (ngx_http_sophon_events_conn_ready(conn, POLLIN)
+            && ngx_http_sophon_events_conn_check_idle(conn) != NGX_OK)
+        {
+            continue;
+        }
+
         ngx_queue_remove(q);
 
-        conn = ngx_queue_data(q, ngx_http_sophon_events_conn_t, queue);
         conn->state = NGX_HTTP_SOPHON_EVENTS_ACTIVE;
         conn->ctx = ctx;
         ctx->conn = conn;
@@ -225,15 +373,6 @@ ngx_http_sophon_events_conn_open(ngx_http_sophon_events_pool_t *pool,
     ngx_log_t                      *log;
     ngx_http_sophon_events_conn_t  *conn;
 
-    static const char *const  keywords[] = {
-        "dbname", "client_encoding", "fallback_application_name", NULL
-    };
-
-    const char *const  values[] = {
-        (const char *) pool->conninfo.data, "UTF8", "nginx sophon_events",
-        NULL
-    };
-
     log = ctx->request->connection->log;
 
     conn = ngx_calloc(sizeof(ngx_http_sophon_events_conn_t), log);
@@ -245,7 +384,7 @@ ngx_http_sophon_events_conn_open(ngx_http_sophon_events_pool_t *pool,
     conn->state = NGX_HTTP_SOPHON_EVENTS_CONNECTING;
     conn->connect_timeout = ctx->conf->connect_timeout;
 
-    conn->pg = PQconnectStartParams(keywords, values, 1);
+    conn->pg = PQconnectStartParams(pool->keywords, pool->values, 0);
 
     if (conn->pg == NULL || PQstatus(conn->pg) == CONNECTION_BAD) {
         ngx_log_error(NGX_LOG_ERR, log, 0,
@@ -441,7 +580,7 @@ ngx_http_sophon_events_conn_event(ngx_http_sophon_events_conn_t *conn)
             return;
         }
 
-        ngx_http_sophon_events_conn_check_idle(conn);
+        (void) ngx_http_sophon_events_conn_check_idle(conn);
         return;
 
     default: /* NGX_HTTP_SOPHON_EVENTS_ACTIVE */
@@ -603,7 +742,7 @@ ngx_http_sophon_events_conn_idle(ngx_http_sophon_events_conn_t *conn)
  * (restart, pg_terminate_backend(), idle_session_timeout) or a notice.
  */
 
-static void
+static ngx_int_t
 ngx_http_sophon_events_conn_check_idle(ngx_http_sophon_events_conn_t *conn)
 {
     PGresult  *res;
@@ -619,15 +758,19 @@ ngx_http_sophon_events_conn_check_idle(ngx_http_sophon_events_conn_t *conn)
         }
     }
 
-    if (PQstatus(conn->pg) != CONNECTION_OK
-        || PQtransactionStatus(conn->pg) != PQTRANS_IDLE)
+    if (PQstatus(conn->pg) == CONNECTION_OK
+        && PQtransactionStatus(conn->pg) == PQTRANS_IDLE)
     {
-        ngx_log_error(NGX_LOG_INFO, conn->connection->log, 0,
-                      "sophon_events: the server closed an idle "
-                      "connection: %s", PQerrorMessage(conn->pg));
-
-        ngx_http_sophon_events_conn_close(conn);
+        return NGX_OK;
     }
+
+    ngx_log_error(NGX_LOG_INFO, conn->connection->log, 0,
+                  "sophon_events: the server closed an idle connection: %s",
+                  PQerrorMessage(conn->pg));
+
+    ngx_http_sophon_events_conn_close(conn);
+
+    return NGX_DECLINED;
 }
 
 

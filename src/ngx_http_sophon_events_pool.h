@@ -19,7 +19,10 @@
 
 
 struct ngx_http_sophon_events_pool_s {
-    ngx_str_t                          conninfo;     /* NUL-terminated */
+    /* the connection string, parsed, for PQconnectStartParams() */
+    const char                       **keywords;
+    const char                       **values;
+
     ngx_uint_t                         max_connections;
     ngx_uint_t                         max_waiting;
     ngx_msec_t                         wait_timeout;
