@@ -88,6 +88,13 @@ ngx_http_sophon_events_pool_create(ngx_conf_t *cf, ngx_str_t *conninfo)
 
     if (opts == NULL) {
         /* libpq's message names the bad part, never a password */
+
+        n = error ? ngx_strlen(error) : 0;
+
+        while (n && (error[n - 1] == '\n' || error[n - 1] == ' ')) {
+            error[--n] = '\0';
+        }
+
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid connection string: %s",
                            error ? error : "out of memory");
