@@ -467,7 +467,7 @@ ngx_http_sophon_events_set_value(ngx_http_sophon_events_parse_t *p,
 
     case NGX_HTTP_SOPHON_EVENTS_ARG_NUMBER:
         return ngx_http_sophon_events_parse_number(p, value,
-                                                   &args->filter[param->filter]);
+                                               &args->filter[param->filter]);
 
     case NGX_HTTP_SOPHON_EVENTS_ARG_SUBSTRING:
         if (ngx_http_sophon_events_like_pattern(p->pool, value,

@@ -15,7 +15,8 @@
 #include "ngx_http_sophon_events_output.h"
 
 
-#define NGX_HTTP_SOPHON_EVENTS_TAG  (ngx_buf_tag_t) &ngx_http_sophon_events_module
+#define NGX_HTTP_SOPHON_EVENTS_TAG                                            \
+    (ngx_buf_tag_t) &ngx_http_sophon_events_module
 
 
 typedef struct {
