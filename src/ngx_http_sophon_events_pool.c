@@ -34,6 +34,8 @@ static ngx_int_t ngx_http_sophon_events_conn_watch(
     ngx_http_sophon_events_conn_t *conn);
 static void ngx_http_sophon_events_conn_unwatch(
     ngx_http_sophon_events_conn_t *conn);
+static ngx_uint_t ngx_http_sophon_events_conn_same_socket(
+    ngx_http_sophon_events_conn_t *conn);
 static void ngx_http_sophon_events_conn_close(
     ngx_http_sophon_events_conn_t *conn);
 static void ngx_http_sophon_events_conn_handler(ngx_event_t *ev);
@@ -427,6 +429,7 @@ ngx_http_sophon_events_conn_open(ngx_http_sophon_events_pool_t *pool,
 static ngx_int_t
 ngx_http_sophon_events_conn_watch(ngx_http_sophon_events_conn_t *conn)
 {
+    struct stat        st;
     ngx_socket_t       fd;
     ngx_connection_t  *c;
 
@@ -452,6 +455,13 @@ ngx_http_sophon_events_conn_watch(ngx_http_sophon_events_conn_t *conn)
 
     conn->connection = c;
 
+    if (fstat(fd, &st) == -1) {
+        ngx_http_sophon_events_conn_unwatch(conn);
+        return NGX_ERROR;
+    }
+
+    conn->socket_ino = st.st_ino;
+
     if (ngx_add_conn) {
         if (ngx_add_conn(c) == NGX_OK) {
             return NGX_OK;
@@ -471,11 +481,33 @@ ngx_http_sophon_events_conn_watch(ngx_http_sophon_events_conn_t *conn)
 }
 
 
+/*
+ * Is libpq's socket still the one we watch?  The number alone does not
+ * tell: a new socket often gets the number of the one just closed.
+ */
+
+static ngx_uint_t
+ngx_http_sophon_events_conn_same_socket(ngx_http_sophon_events_conn_t *conn)
+{
+    struct stat   st;
+    ngx_socket_t  fd;
+
+    fd = PQsocket(conn->pg);
+
+    if (fd == (ngx_socket_t) -1 || fd != conn->connection->fd) {
+        return 0;
+    }
+
+    return fstat(fd, &st) == 0 && st.st_ino == conn->socket_ino;
+}
+
+
 /* forget the socket without closing it: it is libpq's to close */
 
 static void
 ngx_http_sophon_events_conn_unwatch(ngx_http_sophon_events_conn_t *conn)
 {
+    ngx_uint_t         flags;
     ngx_connection_t  *c;
 
     c = conn->connection;
@@ -493,16 +525,24 @@ ngx_http_sophon_events_conn_unwatch(ngx_http_sophon_events_conn_t *conn)
         ngx_del_timer(c->write);
     }
 
+    /*
+     * libpq closes its socket itself when the server goes away; the kernel
+     * then forgot it already, and asking it again would be an error
+     */
+
+    flags = ngx_http_sophon_events_conn_same_socket(conn) ? 0
+                                                         : NGX_CLOSE_EVENT;
+
     if (ngx_del_conn) {
-        (void) ngx_del_conn(c, 0);
+        (void) ngx_del_conn(c, flags);
 
     } else {
         if (c->read->active) {
-            (void) ngx_del_event(c->read, NGX_READ_EVENT, 0);
+            (void) ngx_del_event(c->read, NGX_READ_EVENT, flags);
         }
 
         if (c->write->active) {
-            (void) ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
+            (void) ngx_del_event(c->write, NGX_WRITE_EVENT, flags);
         }
     }
 
@@ -618,10 +658,11 @@ ngx_http_sophon_events_conn_connect(ngx_http_sophon_events_conn_t *conn)
 
         /*
          * libpq opens a new socket when it moves on to the next address of
-         * a host (localhost: ::1, then 127.0.0.1): follow it.
+         * a host (localhost: ::1, then 127.0.0.1), often with the number of
+         * the one it closed: follow it.
          */
 
-        if (PQsocket(conn->pg) != conn->connection->fd) {
+        if (!ngx_http_sophon_events_conn_same_socket(conn)) {
             ngx_http_sophon_events_conn_unwatch(conn);
 
             if (ngx_http_sophon_events_conn_watch(conn) != NGX_OK) {

@@ -48,6 +48,7 @@ struct ngx_http_sophon_events_conn_s {
     ngx_http_sophon_events_pool_t       *pool;
     PGconn                              *pg;
     ngx_connection_t                    *connection;  /* PQsocket() */
+    ino_t                                socket_ino;  /* its identity */
     ngx_http_sophon_events_ctx_t        *ctx;         /* its request */
     ngx_http_sophon_events_conn_state_e  state;
     ngx_msec_t                           connect_timeout;

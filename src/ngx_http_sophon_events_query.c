@@ -50,6 +50,7 @@ static ngx_int_t ngx_http_sophon_events_query_result(
     ngx_http_sophon_events_ctx_t *ctx, PGresult *res);
 static ngx_int_t ngx_http_sophon_events_query_error(
     ngx_http_sophon_events_ctx_t *ctx, PGresult *res);
+static ngx_uint_t ngx_http_sophon_events_query_status(const char *sqlstate);
 static ngx_int_t ngx_http_sophon_events_query_wait_client(
     ngx_http_sophon_events_ctx_t *ctx);
 static void ngx_http_sophon_events_query_done(
@@ -350,9 +351,17 @@ ngx_http_sophon_events_query_read(ngx_http_sophon_events_ctx_t *ctx)
 
             ctx->step++;
 
-            if (ctx->step < ctx->nsteps
-                && ctx->steps[ctx->step] == NGX_HTTP_SOPHON_EVENTS_STEP_PAGE)
-            {
+            if (PQstatus(pg) == CONNECTION_BAD || ctx->step >= ctx->nsteps) {
+                /* the server went away: no Sync will ever come */
+                ngx_http_sophon_events_query_failed(ctx,
+                                  ctx->error_status
+                                  ? ctx->error_status
+                                  : NGX_HTTP_SERVICE_UNAVAILABLE,
+                                  "the database closed the connection");
+                return;
+            }
+
+            if (ctx->steps[ctx->step] == NGX_HTTP_SOPHON_EVENTS_STEP_PAGE) {
                 /* before any of its results is parsed, or it is refused */
                 (void) PQsetSingleRowMode(pg);
             }
@@ -471,9 +480,8 @@ ngx_http_sophon_events_query_result(ngx_http_sophon_events_ctx_t *ctx,
 
 
 /*
- * The first error decides the answer: a statement_timeout or a cancel is
- * the 504 of a database that did not answer in time, anything else a 500.
- * The rest of the pipeline comes back aborted; the Sync ends it.
+ * The first error decides the answer.  The rest of the pipeline comes back
+ * aborted; the Sync ends it.
  */
 
 static ngx_int_t
@@ -484,10 +492,7 @@ ngx_http_sophon_events_query_error(ngx_http_sophon_events_ctx_t *ctx,
 
     if (ctx->error_status == 0) {
         sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-
-        ctx->error_status = (sqlstate && ngx_strcmp(sqlstate, "57014") == 0)
-                            ? NGX_HTTP_GATEWAY_TIME_OUT
-                            : NGX_HTTP_INTERNAL_SERVER_ERROR;
+        ctx->error_status = ngx_http_sophon_events_query_status(sqlstate);
 
         ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
                       "sophon_events: the database answered %s: %s",
@@ -498,6 +503,36 @@ ngx_http_sophon_events_query_error(ngx_http_sophon_events_ctx_t *ctx,
     PQclear(res);
 
     return NGX_OK;
+}
+
+
+/*
+ * A statement_timeout or a cancel (57014) is a database that did not answer
+ * in time: 504.  A server shutting down or restarting (57P0x), a lost
+ * connection (08xxx) or a server out of resources (53xxx) is a database
+ * that cannot be had: 503.  Anything else was not expected: 500.
+ */
+
+static ngx_uint_t
+ngx_http_sophon_events_query_status(const char *sqlstate)
+{
+    if (sqlstate == NULL) {
+        /* libpq's own: the connection was lost */
+        return NGX_HTTP_SERVICE_UNAVAILABLE;
+    }
+
+    if (ngx_strcmp(sqlstate, "57014") == 0) {
+        return NGX_HTTP_GATEWAY_TIME_OUT;
+    }
+
+    if (ngx_strncmp(sqlstate, "57P0", 4) == 0
+        || ngx_strncmp(sqlstate, "08", 2) == 0
+        || ngx_strncmp(sqlstate, "53", 2) == 0)
+    {
+        return NGX_HTTP_SERVICE_UNAVAILABLE;
+    }
+
+    return NGX_HTTP_INTERNAL_SERVER_ERROR;
 }
 
 
