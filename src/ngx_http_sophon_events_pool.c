@@ -363,6 +363,14 @@ ngx_http_sophon_events_conn_timer(ngx_http_sophon_events_conn_t *conn,
         ngx_del_timer(rev);
     }
 
+    /*
+     * An exiting worker (reload, graceful stop) waits for the timers that
+     * are not cancelable: those of connections that serve a request.  An
+     * idle one must not keep it.
+     */
+
+    rev->cancelable = (conn->state == NGX_HTTP_SOPHON_EVENTS_IDLE);
+
     if (timeout) {
         ngx_add_timer(rev, timeout);
     }
@@ -449,10 +457,6 @@ ngx_http_sophon_events_conn_watch(ngx_http_sophon_events_conn_t *conn)
     c->read->log = c->log;
     c->write->log = c->log;
 
-    /* the worker may exit while a connection waits in the pool */
-    c->read->cancelable = 1;
-    c->write->cancelable = 1;
-
     conn->connection = c;
 
     if (fstat(fd, &st) == -1) {
@@ -515,6 +519,14 @@ ngx_http_sophon_events_conn_unwatch(ngx_http_sophon_events_conn_t *conn)
         return;
     }
 
+    /*
+     * libpq closes its socket itself when the server goes away; the kernel
+     * then forgot it already, and asking it again would be an error
+     */
+
+    flags = ngx_http_sophon_events_conn_same_socket(conn) ? 0
+                                                         : NGX_CLOSE_EVENT;
+
     conn->connection = NULL;
 
     if (c->read->timer_set) {
@@ -524,14 +536,6 @@ ngx_http_sophon_events_conn_unwatch(ngx_http_sophon_events_conn_t *conn)
     if (c->write->timer_set) {
         ngx_del_timer(c->write);
     }
-
-    /*
-     * libpq closes its socket itself when the server goes away; the kernel
-     * then forgot it already, and asking it again would be an error
-     */
-
-    flags = ngx_http_sophon_events_conn_same_socket(conn) ? 0
-                                                         : NGX_CLOSE_EVENT;
 
     if (ngx_del_conn) {
         (void) ngx_del_conn(c, flags);
