@@ -21,7 +21,6 @@ static void check_accepted(ngx_pool_t *pool,
     ngx_http_sophon_events_limits_t *limits,
     ngx_http_sophon_events_query_args_t *args);
 static void check_statement(ngx_pool_t *pool,
-    ngx_http_sophon_events_stmt_e which,
     ngx_http_sophon_events_query_args_t *args);
 
 
@@ -98,16 +97,14 @@ check_accepted(ngx_pool_t *pool, ngx_http_sophon_events_limits_t *limits,
         assert(memchr(v->data, '\0', v->len) == NULL);
     }
 
-    check_statement(pool, NGX_HTTP_SOPHON_EVENTS_COUNT, args);
-    check_statement(pool, NGX_HTTP_SOPHON_EVENTS_PAGE, args);
+    check_statement(pool, args);
 }
 
 
 /* the text has exactly the placeholders the parameters fill, in order */
 
 static void
-check_statement(ngx_pool_t *pool, ngx_http_sophon_events_stmt_e which,
-    ngx_http_sophon_events_query_args_t *args)
+check_statement(ngx_pool_t *pool, ngx_http_sophon_events_query_args_t *args)
 {
     u_char                         *p;
     ngx_str_t                       text;
@@ -116,10 +113,8 @@ check_statement(ngx_pool_t *pool, ngx_http_sophon_events_stmt_e which,
 
     shape = ngx_http_sophon_events_sql_shape(args);
 
-    assert(ngx_http_sophon_events_sql_text(pool, which, shape, &text)
-           == NGX_OK);
-    assert(ngx_http_sophon_events_sql_stmt(pool, which, args, &stmt)
-           == NGX_OK);
+    assert(ngx_http_sophon_events_sql_text(pool, shape, &text) == NGX_OK);
+    assert(ngx_http_sophon_events_sql_stmt(pool, args, &stmt) == NGX_OK);
 
     assert(text.data[text.len] == '\0');
     assert(strlen((char *) text.data) == text.len);

@@ -84,7 +84,7 @@ struct ngx_http_sophon_events_ctx_s {
     ngx_queue_t                            waiting;    /* in pool->waiting */
     ngx_event_t                            wait_timer;
     ngx_uint_t                             shape;      /* filters present */
-    ngx_uint_t                             steps[8];   /* the pipeline */
+    ngx_uint_t                             steps[4];   /* the pipeline */
     ngx_uint_t                             nsteps;
     ngx_uint_t                             step;       /* being read */
     ngx_uint_t                             error_status;

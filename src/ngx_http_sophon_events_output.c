@@ -114,16 +114,26 @@ ngx_http_sophon_events_output_rows(ngx_http_sophon_events_ctx_t *ctx)
     res = ctx->result;
     n = PQntuples(res);
 
-    if (ctx->discard) {
-        ctx->rows += n;
-        ctx->row = n;
-    }
-
-    /* each row is "," (after the first) and the document's text */
+    /*
+     * Each row is (total, doc) and becomes "," (after the first) and the
+     * document's text; a NULL doc is the only row of an empty page.
+     */
 
     while (ctx->row < n) {
-        doc = (u_char *) PQgetvalue(res, ctx->row, 0);
-        len = PQgetlength(res, ctx->row, 0);
+
+        if (PQgetisnull(res, ctx->row, 1)) {
+            ctx->row++;
+            continue;
+        }
+
+        if (ctx->discard) {
+            ctx->rows++;
+            ctx->row++;
+            continue;
+        }
+
+        doc = (u_char *) PQgetvalue(res, ctx->row, 1);
+        len = PQgetlength(res, ctx->row, 1);
         sep = ctx->rows ? 1 : 0;
 
         if (ctx->row_sent < sep) {

@@ -1,20 +1,18 @@
 
 /*
- * ngx_http_sophon_events_module: one request's pipeline of statements on
- * a pooled connection, its results read as they arrive.
+ * ngx_http_sophon_events_module: one request's statement on a pooled
+ * connection, its rows read as they arrive.
  *
  * The whole request is one round trip in libpq's pipeline mode:
  *
- *   BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY
- *   [Parse count, Parse page]   once per connection and filter set
- *   Execute count               the total, capped by top_k
- *   Execute page                in single-row mode, streamed out
- *   COMMIT
+ *   [Parse]     once per connection and filter set
+ *   Execute     in single-row mode, streamed out
  *   Sync
  *
- * Both statements read one snapshot, so the total always agrees with the
- * pages however fast events are written.  Every command's results end
- * with a NULL from PQgetResult(); the Sync's result is the last one.
+ * One statement computes the total and the page (sql.c), so both read one
+ * snapshot and always agree, however fast events are written.  Every
+ * command's results end with a NULL from PQgetResult(); the Sync's result
+ * is the last one.
  */
 
 
@@ -26,10 +24,7 @@
 
 typedef enum {
     NGX_HTTP_SOPHON_EVENTS_STEP_PREPARE = 0,
-    NGX_HTTP_SOPHON_EVENTS_STEP_BEGIN,
-    NGX_HTTP_SOPHON_EVENTS_STEP_COUNT,
     NGX_HTTP_SOPHON_EVENTS_STEP_PAGE,
-    NGX_HTTP_SOPHON_EVENTS_STEP_COMMIT,
     NGX_HTTP_SOPHON_EVENTS_STEP_SYNC
 } ngx_http_sophon_events_step_e;
 
@@ -37,16 +32,14 @@ typedef enum {
 static ngx_int_t ngx_http_sophon_events_query_pipeline(
     ngx_http_sophon_events_ctx_t *ctx);
 static ngx_int_t ngx_http_sophon_events_query_prepare(
-    ngx_http_sophon_events_ctx_t *ctx, ngx_http_sophon_events_stmt_e which,
-    ngx_http_sophon_events_stmt_t *stmt);
-static ngx_int_t ngx_http_sophon_events_query_simple(
-    ngx_http_sophon_events_ctx_t *ctx, const char *sql,
-    ngx_http_sophon_events_step_e step);
+    ngx_http_sophon_events_ctx_t *ctx, ngx_http_sophon_events_stmt_t *stmt);
 static void ngx_http_sophon_events_query_read(
     ngx_http_sophon_events_ctx_t *ctx);
 static ngx_int_t ngx_http_sophon_events_query_consume(
     ngx_http_sophon_events_conn_t *conn);
 static ngx_int_t ngx_http_sophon_events_query_result(
+    ngx_http_sophon_events_ctx_t *ctx, PGresult *res);
+static ngx_int_t ngx_http_sophon_events_query_rows(
     ngx_http_sophon_events_ctx_t *ctx, PGresult *res);
 static ngx_int_t ngx_http_sophon_events_query_error(
     ngx_http_sophon_events_ctx_t *ctx, PGresult *res);
@@ -100,9 +93,9 @@ static ngx_int_t
 ngx_http_sophon_events_query_pipeline(ngx_http_sophon_events_ctx_t *ctx)
 {
     PGconn                         *pg;
-    ngx_uint_t                      shape, prepared, i;
+    ngx_uint_t                      shape;
     ngx_http_sophon_events_conn_t  *conn;
-    ngx_http_sophon_events_stmt_t   stmt[2];
+    ngx_http_sophon_events_stmt_t   stmt;
 
     conn = ctx->conn;
     pg = conn->pg;
@@ -114,54 +107,29 @@ ngx_http_sophon_events_query_pipeline(ngx_http_sophon_events_ctx_t *ctx)
         return NGX_ERROR;
     }
 
-    prepared = conn->prepared[shape / 8] & (1 << (shape % 8));
-
-    /*
-     * BEGIN comes first: a Parse takes a snapshot, and the isolation level
-     * must be set before any snapshot is taken.
-     */
-
-    if (ngx_http_sophon_events_query_simple(ctx,
-                         "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
-                         NGX_HTTP_SOPHON_EVENTS_STEP_BEGIN)
+    if (ngx_http_sophon_events_sql_stmt(ctx->request->pool, &ctx->args, &stmt)
         != NGX_OK)
     {
         return NGX_ERROR;
     }
 
-    for (i = 0; i < 2; i++) {
-        if (ngx_http_sophon_events_sql_stmt(ctx->request->pool, i, &ctx->args,
-                                            &stmt[i])
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-
-        if (!prepared
-            && ngx_http_sophon_events_query_prepare(ctx, i, &stmt[i])
-               != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-    }
-
-    for (i = 0; i < 2; i++) {
-        if (!PQsendQueryPrepared(pg, stmt[i].name, stmt[i].nparams,
-                                 stmt[i].values, NULL, NULL, 0))
-        {
-            return NGX_ERROR;
-        }
-
-        ctx->steps[ctx->nsteps++] = (i == NGX_HTTP_SOPHON_EVENTS_COUNT)
-                                    ? NGX_HTTP_SOPHON_EVENTS_STEP_COUNT
-                                    : NGX_HTTP_SOPHON_EVENTS_STEP_PAGE;
-    }
-
-    if (ngx_http_sophon_events_query_simple(ctx, "COMMIT",
-                                            NGX_HTTP_SOPHON_EVENTS_STEP_COMMIT)
-        != NGX_OK)
+    if (!(conn->prepared[shape / 8] & (1 << (shape % 8)))
+        && ngx_http_sophon_events_query_prepare(ctx, &stmt) != NGX_OK)
     {
         return NGX_ERROR;
+    }
+
+    if (!PQsendQueryPrepared(pg, stmt.name, stmt.nparams, stmt.values,
+                             NULL, NULL, 0))
+    {
+        return NGX_ERROR;
+    }
+
+    ctx->steps[ctx->nsteps++] = NGX_HTTP_SOPHON_EVENTS_STEP_PAGE;
+
+    if (ctx->nsteps == 1) {
+        /* the first command: its results are not being read yet */
+        (void) PQsetSingleRowMode(pg);
     }
 
     if (!PQpipelineSync(pg)) {
@@ -176,12 +144,11 @@ ngx_http_sophon_events_query_pipeline(ngx_http_sophon_events_ctx_t *ctx)
 
 static ngx_int_t
 ngx_http_sophon_events_query_prepare(ngx_http_sophon_events_ctx_t *ctx,
-    ngx_http_sophon_events_stmt_e which, ngx_http_sophon_events_stmt_t *stmt)
+    ngx_http_sophon_events_stmt_t *stmt)
 {
     ngx_str_t  text;
 
-    if (ngx_http_sophon_events_sql_text(ctx->request->pool, which, ctx->shape,
-                                        &text)
+    if (ngx_http_sophon_events_sql_text(ctx->request->pool, ctx->shape, &text)
         != NGX_OK)
     {
         return NGX_ERROR;
@@ -202,23 +169,6 @@ ngx_http_sophon_events_query_prepare(ngx_http_sophon_events_ctx_t *ctx,
 }
 
 
-/* pipeline mode takes the extended protocol only, even without parameters */
-
-static ngx_int_t
-ngx_http_sophon_events_query_simple(ngx_http_sophon_events_ctx_t *ctx,
-    const char *sql, ngx_http_sophon_events_step_e step)
-{
-    if (!PQsendQueryParams(ctx->conn->pg, sql, 0, NULL, NULL, NULL, NULL, 0))
-    {
-        return NGX_ERROR;
-    }
-
-    ctx->steps[ctx->nsteps++] = step;
-
-    return NGX_OK;
-}
-
-
 void
 ngx_http_sophon_events_query_handler(ngx_http_sophon_events_ctx_t *ctx)
 {
@@ -227,6 +177,14 @@ ngx_http_sophon_events_query_handler(ngx_http_sophon_events_ctx_t *ctx)
 
     conn = ctx->conn;
     c = conn->connection;
+
+    if (ctx->nsteps == 0) {
+        /*
+         * handed over by the pool, its query not sent yet: the posted
+         * wake-up of the request will send it
+         */
+        return;
+    }
 
     if (c->read->timedout) {
         c->read->timedout = 0;
@@ -442,38 +400,43 @@ ngx_http_sophon_events_query_result(ngx_http_sophon_events_ctx_t *ctx,
     step = ctx->steps[ctx->step];
     conn = ctx->conn;
 
-    switch (step) {
-
-    case NGX_HTTP_SOPHON_EVENTS_STEP_COUNT:
-        /* had a Parse failed, the count would have been aborted */
+    if (step == NGX_HTTP_SOPHON_EVENTS_STEP_PAGE) {
+        /* had the Parse failed, the Execute would have been aborted */
         conn->prepared[ctx->shape / 8] |= 1 << (ctx->shape % 8);
 
-        ctx->total = ngx_atoof((u_char *) PQgetvalue(res, 0, 0),
-                               PQgetlength(res, 0, 0));
-        break;
-
-    case NGX_HTTP_SOPHON_EVENTS_STEP_PAGE:
-        if (!ctx->header_sent
-            && ngx_http_sophon_events_output_start(ctx) != NGX_OK)
-        {
-            PQclear(res);
-            return NGX_ERROR;
-        }
-
         if (PQntuples(res) > 0) {
-            ctx->result = res;
-            ctx->row = 0;
-            ctx->row_sent = 0;
-            return NGX_OK;
+            return ngx_http_sophon_events_query_rows(ctx, res);
         }
-
-        break;
-
-    default:
-        break;
     }
 
     PQclear(res);
+
+    return NGX_OK;
+}
+
+
+/*
+ * Rows of (total, doc): the first one brings the total, and the answer's
+ * header with it; a NULL doc is the row of a page past the end.
+ */
+
+static ngx_int_t
+ngx_http_sophon_events_query_rows(ngx_http_sophon_events_ctx_t *ctx,
+    PGresult *res)
+{
+    if (!ctx->header_sent) {
+        ctx->total = ngx_atoof((u_char *) PQgetvalue(res, 0, 0),
+                               PQgetlength(res, 0, 0));
+
+        if (ngx_http_sophon_events_output_start(ctx) != NGX_OK) {
+            PQclear(res);
+            return NGX_ERROR;
+        }
+    }
+
+    ctx->result = res;
+    ctx->row = 0;
+    ctx->row_sent = 0;
 
     return NGX_OK;
 }

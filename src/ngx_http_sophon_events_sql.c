@@ -1,37 +1,39 @@
 
 /*
- * ngx_http_sophon_events_module: the statements, built from the filter set.
+ * ngx_http_sophon_events_module: the statement, built from the filter set.
  *
- * The text of a statement depends only on which filters are present, never
- * on their values: those are always bound parameters ($n), lists included
- * (one array parameter each).  So a connection prepares each shape once and
- * at most 2^NFILTERS shapes exist.
+ * Its text depends only on which filters are present, never on their
+ * values: those are always bound parameters, lists included (one array
+ * parameter each).  So a connection prepares each shape once, and at most
+ * 2^NFILTERS shapes exist.  Parameters: $1 the page's limit, $2 its offset,
+ * $3 top_k (NULL: none), then the filters present, in the filters' order.
  *
- * Two statements answer a request, executed in one REPEATABLE READ
- * transaction so that the total and the page see the same snapshot.
+ * One statement answers a request, so the total and the page read one
+ * snapshot.  Each row is (total, doc); a page past the end is one row with
+ * a NULL doc, so the total always arrives:
  *
- * The total ($1: top_k or NULL, then the filters):
+ *   WITH t AS MATERIALIZED (SELECT <total> AS n)
+ *   SELECT least(t.n, $3), p.doc FROM t LEFT JOIN LATERAL (
+ *       SELECT e.doc FROM (<the page's ids>) p
+ *       JOIN sophon_events e ON e.id = p.id
+ *       ORDER BY p.ts DESC, p.id DESC) p ON true
  *
- *   SELECT count(*) FROM (SELECT 1 FROM sophon_events
- *   WHERE <filters> LIMIT $1) m
+ * The total is sophon_events_total() when the filters are only a time
+ * window, cameras and person types: the counts that sql/schema.sql keeps
+ * with the events.  Otherwise it counts the matching rows, at most top_k:
  *
- * or, when the filters are only a time window, cameras and person types,
- * the counts that sql/schema.sql keeps with the events:
+ *   (SELECT count(*) FROM (SELECT 1 FROM sophon_events
+ *    WHERE <filters> LIMIT $3) m)
  *
- *   SELECT LEAST(sophon_events_total(<gte>, <lte>, <streams>, <types>), $1)
+ * The page finds its ids first, from an index, and only its own rows visit
+ * the heap (page 10,000 of 200,000 events: 16 ms instead of 64 ms here):
  *
- * The page ($1: limit, $2: offset, then the filters) finds its ids first:
- * skipping OFFSET rows then walks an index alone, and only the rows of the
- * page visit the heap (page 10,000 of 200,000 events: 16 ms instead of
- * 64 ms here); the join keeps the order, so the outer ORDER BY is free:
+ *   SELECT id, ts FROM sophon_events WHERE <filters>
+ *   ORDER BY ts DESC, id DESC LIMIT $1 OFFSET $2
  *
- *   SELECT e.doc FROM (SELECT id, ts FROM sophon_events WHERE <filters>
- *   ORDER BY ts DESC, id DESC LIMIT $1 OFFSET $2) p
- *   JOIN sophon_events e ON e.id = p.id ORDER BY p.ts DESC, p.id DESC
- *
- * When the total is cheap, a page in the second half of the match set is
- * read from the other end, oldest first, so that the last page costs what
- * the first does; a one-time filter runs only one of the two branches.
+ * When the total is exact and cheap, a page in the second half of the match
+ * set is read oldest first from the other end, so that the last page costs
+ * what the first does; a one-time filter runs only one of the two branches.
  */
 
 
@@ -49,13 +51,18 @@
      | ngx_http_sophon_events_bit(NGX_HTTP_SOPHON_EVENTS_STREAMS)             \
      | ngx_http_sophon_events_bit(NGX_HTTP_SOPHON_EVENTS_USER_TYPE))
 
+/* $1, $2, $3, then the filters */
+#define NGX_HTTP_SOPHON_EVENTS_FIRST_FILTER  4
 
+
+static u_char *ngx_http_sophon_events_sql_ids(u_char *p, u_char *last,
+    ngx_uint_t shape, const char *order);
 static u_char *ngx_http_sophon_events_sql_conditions(u_char *p, u_char *last,
-    ngx_uint_t shape, ngx_uint_t first);
+    ngx_uint_t shape);
 static u_char *ngx_http_sophon_events_sql_total(u_char *p, u_char *last,
-    ngx_uint_t shape, ngx_uint_t first);
+    ngx_uint_t shape);
 static ngx_uint_t ngx_http_sophon_events_sql_param(ngx_uint_t shape,
-    ngx_uint_t filter, ngx_uint_t first);
+    ngx_uint_t filter);
 
 
 /* each filter's condition; "%ui" is its parameter's number */
@@ -104,16 +111,13 @@ ngx_http_sophon_events_sql_shape(ngx_http_sophon_events_query_args_t *args)
 
 
 ngx_int_t
-ngx_http_sophon_events_sql_text(ngx_pool_t *pool,
-    ngx_http_sophon_events_stmt_e which, ngx_uint_t shape, ngx_str_t *text)
+ngx_http_sophon_events_sql_text(ngx_pool_t *pool, ngx_uint_t shape,
+    ngx_str_t *text)
 {
-    u_char      *p, *last;
-    size_t       len;
-    ngx_uint_t   counted;
+    u_char  *p, *last;
+    size_t   len;
 
-    counted = (shape & ~NGX_HTTP_SOPHON_EVENTS_COUNTED) == 0;
-
-    len = 2048;
+    len = 4096;
 
     p = ngx_pnalloc(pool, len);
     if (p == NULL) {
@@ -123,56 +127,35 @@ ngx_http_sophon_events_sql_text(ngx_pool_t *pool,
     text->data = p;
     last = p + len - 1;
 
-    if (which == NGX_HTTP_SOPHON_EVENTS_COUNT && counted) {
-        p = ngx_slprintf(p, last, "SELECT LEAST(");
-        p = ngx_http_sophon_events_sql_total(p, last, shape, 2);
-        p = ngx_slprintf(p, last, ", $1::int8)");
+    p = ngx_slprintf(p, last, "WITH t AS MATERIALIZED (SELECT ");
+    p = ngx_http_sophon_events_sql_total(p, last, shape);
+    p = ngx_slprintf(p, last,
+                     " AS n) SELECT least(t.n, $3::int8), p.doc"
+                     " FROM t LEFT JOIN LATERAL ("
+                     "SELECT e.doc FROM (");
 
-    } else if (which == NGX_HTTP_SOPHON_EVENTS_COUNT) {
-        p = ngx_slprintf(p, last,
-                         "SELECT count(*) FROM (SELECT 1 FROM sophon_events "
-                         "WHERE true");
-        p = ngx_http_sophon_events_sql_conditions(p, last, shape, 2);
-        p = ngx_slprintf(p, last, " LIMIT $1::int8) m");
-
-    } else if (!counted) {
-        p = ngx_slprintf(p, last,
-                         "SELECT e.doc FROM (SELECT id, ts FROM sophon_events "
-                         "WHERE true");
-        p = ngx_http_sophon_events_sql_conditions(p, last, shape, 3);
-        p = ngx_slprintf(p, last,
-                         " ORDER BY ts DESC, id DESC"
-                         " LIMIT $1::int8 OFFSET $2::int8) p"
-                         " JOIN sophon_events e ON e.id = p.id"
-                         " ORDER BY p.ts DESC, p.id DESC");
+    if (shape & ~NGX_HTTP_SOPHON_EVENTS_COUNTED) {
+        p = ngx_http_sophon_events_sql_ids(p, last, shape, "ts DESC, id DESC");
+        p = ngx_slprintf(p, last, " LIMIT $1::int8 OFFSET $2::int8");
 
     } else {
-        p = ngx_slprintf(p, last, "WITH t AS (SELECT ");
-        p = ngx_http_sophon_events_sql_total(p, last, shape, 3);
+        p = ngx_slprintf(p, last, "SELECT id, ts FROM (");
+        p = ngx_http_sophon_events_sql_ids(p, last, shape, "ts DESC, id DESC");
         p = ngx_slprintf(p, last,
-                         " AS n) SELECT e.doc FROM ("
-                         "SELECT id, ts FROM (SELECT id, ts FROM sophon_events"
-                         " WHERE true");
-        p = ngx_http_sophon_events_sql_conditions(p, last, shape, 3);
-        p = ngx_slprintf(p, last,
-                         " ORDER BY ts DESC, id DESC"
                          " LIMIT $1::int8 OFFSET $2::int8) f"
-                         " WHERE $2::int8 <= (SELECT n FROM t) / 2"
-                         " UNION ALL "
-                         "SELECT id, ts FROM (SELECT id, ts FROM sophon_events"
-                         " WHERE true");
-        p = ngx_http_sophon_events_sql_conditions(p, last, shape, 3);
+                         " WHERE $2::int8 <= t.n / 2"
+                         " UNION ALL SELECT id, ts FROM (");
+        p = ngx_http_sophon_events_sql_ids(p, last, shape, "ts, id");
         p = ngx_slprintf(p, last,
-                         " ORDER BY ts, id"
-                         " LIMIT greatest(least($1::int8,"
-                         " (SELECT n FROM t) - $2::int8), 0)"
-                         " OFFSET greatest((SELECT n FROM t) - $2::int8"
-                         " - $1::int8, 0)) b"
-                         " WHERE $2::int8 > (SELECT n FROM t) / 2"
-                         " LIMIT $1::int8) p"
-                         " JOIN sophon_events e ON e.id = p.id"
-                         " ORDER BY p.ts DESC, p.id DESC");
+                         " LIMIT greatest(least($1::int8, t.n - $2::int8), 0)"
+                         " OFFSET greatest(t.n - $2::int8 - $1::int8, 0)) b"
+                         " WHERE $2::int8 > t.n / 2"
+                         " LIMIT $1::int8");
     }
+
+    p = ngx_slprintf(p, last,
+                     ") p JOIN sophon_events e ON e.id = p.id"
+                     " ORDER BY p.ts DESC, p.id DESC) p ON true");
 
     if (p == last) {
         /* cannot happen with these texts: refuse rather than cut one */
@@ -187,16 +170,26 @@ ngx_http_sophon_events_sql_text(ngx_pool_t *pool,
 
 
 static u_char *
+ngx_http_sophon_events_sql_ids(u_char *p, u_char *last, ngx_uint_t shape,
+    const char *order)
+{
+    p = ngx_slprintf(p, last, "SELECT id, ts FROM sophon_events WHERE true");
+    p = ngx_http_sophon_events_sql_conditions(p, last, shape);
+
+    return ngx_slprintf(p, last, " ORDER BY %s", order);
+}
+
+
+static u_char *
 ngx_http_sophon_events_sql_conditions(u_char *p, u_char *last,
-    ngx_uint_t shape, ngx_uint_t first)
+    ngx_uint_t shape)
 {
     ngx_uint_t  i;
 
     for (i = 0; i < NGX_HTTP_SOPHON_EVENTS_NFILTERS; i++) {
         if (shape & ngx_http_sophon_events_bit(i)) {
             p = ngx_slprintf(p, last, ngx_http_sophon_events_conditions[i],
-                             ngx_http_sophon_events_sql_param(shape, i,
-                                                              first));
+                             ngx_http_sophon_events_sql_param(shape, i));
         }
     }
 
@@ -205,10 +198,18 @@ ngx_http_sophon_events_sql_conditions(u_char *p, u_char *last,
 
 
 static u_char *
-ngx_http_sophon_events_sql_total(u_char *p, u_char *last, ngx_uint_t shape,
-    ngx_uint_t first)
+ngx_http_sophon_events_sql_total(u_char *p, u_char *last, ngx_uint_t shape)
 {
     ngx_uint_t  i, filter;
+
+    if (shape & ~NGX_HTTP_SOPHON_EVENTS_COUNTED) {
+        p = ngx_slprintf(p, last,
+                         "(SELECT count(*) FROM (SELECT 1 FROM sophon_events"
+                         " WHERE true");
+        p = ngx_http_sophon_events_sql_conditions(p, last, shape);
+
+        return ngx_slprintf(p, last, " LIMIT $3::int8) m)");
+    }
 
     p = ngx_slprintf(p, last, "sophon_events_total(");
 
@@ -221,8 +222,7 @@ ngx_http_sophon_events_sql_total(u_char *p, u_char *last, ngx_uint_t shape,
 
         if (shape & ngx_http_sophon_events_bit(filter)) {
             p = ngx_slprintf(p, last, "$%ui::%s",
-                             ngx_http_sophon_events_sql_param(shape, filter,
-                                                              first),
+                             ngx_http_sophon_events_sql_param(shape, filter),
                              ngx_http_sophon_events_total_types[i]);
 
         } else {
@@ -237,12 +237,11 @@ ngx_http_sophon_events_sql_total(u_char *p, u_char *last, ngx_uint_t shape,
 /* parameters follow the filters' order: count the present ones before */
 
 static ngx_uint_t
-ngx_http_sophon_events_sql_param(ngx_uint_t shape, ngx_uint_t filter,
-    ngx_uint_t first)
+ngx_http_sophon_events_sql_param(ngx_uint_t shape, ngx_uint_t filter)
 {
     ngx_uint_t  i, n;
 
-    n = first;
+    n = NGX_HTTP_SOPHON_EVENTS_FIRST_FILTER;
 
     for (i = 0; i < filter; i++) {
         if (shape & ngx_http_sophon_events_bit(i)) {
@@ -256,59 +255,50 @@ ngx_http_sophon_events_sql_param(ngx_uint_t shape, ngx_uint_t filter,
 
 ngx_int_t
 ngx_http_sophon_events_sql_stmt(ngx_pool_t *pool,
-    ngx_http_sophon_events_stmt_e which,
     ngx_http_sophon_events_query_args_t *args,
     ngx_http_sophon_events_stmt_t *stmt)
 {
     u_char      *p;
     int64_t      offset, limit;
     ngx_str_t   *value;
-    ngx_uint_t   i, shape;
+    ngx_uint_t   i;
 
-    shape = ngx_http_sophon_events_sql_shape(args);
+    (void) ngx_sprintf((u_char *) stmt->name, "sophon_events_%04xi%Z",
+                       ngx_http_sophon_events_sql_shape(args));
 
-    (void) ngx_sprintf((u_char *) stmt->name, "sophon_events_%c_%04xi%Z",
-                       which == NGX_HTTP_SOPHON_EVENTS_COUNT ? 'c' : 'p',
-                       shape);
+    offset = (int64_t) args->page * (int64_t) args->per_page;
+    limit = args->per_page;
 
-    stmt->nparams = 0;
+    /* only the first top_k events of the match set exist */
 
-    if (which == NGX_HTTP_SOPHON_EVENTS_COUNT) {
-        /* LIMIT NULL is no limit at all */
-        limit = args->top_k ? (int64_t) args->top_k : -1;
-        offset = -1;
-
-    } else {
-        offset = (int64_t) args->page * (int64_t) args->per_page;
-        limit = args->per_page;
-
-        /* only the first top_k events of the match set exist */
-
-        if (args->top_k) {
-            limit = ngx_min(limit, (int64_t) args->top_k - offset);
-            limit = ngx_max(limit, 0);
-        }
+    if (args->top_k) {
+        limit = ngx_min(limit, (int64_t) args->top_k - offset);
+        limit = ngx_max(limit, 0);
     }
 
-    p = ngx_pnalloc(pool, 2 * NGX_HTTP_SOPHON_EVENTS_INT_LEN);
+    p = ngx_pnalloc(pool, 3 * NGX_HTTP_SOPHON_EVENTS_INT_LEN);
     if (p == NULL) {
         return NGX_ERROR;
     }
 
-    if (limit < 0) {
-        stmt->values[stmt->nparams++] = NULL;
+    stmt->values[0] = (char *) p;
+    p = ngx_sprintf(p, "%L%Z", limit);
 
-    } else {
-        stmt->values[stmt->nparams++] = (char *) p;
-        p = ngx_sprintf(p, "%L%Z", limit);
+    stmt->values[1] = (char *) p;
+    p = ngx_sprintf(p, "%L%Z", offset);
+
+    /* NULL: least() and LIMIT ignore it */
+
+    stmt->values[2] = NULL;
+
+    if (args->top_k) {
+        stmt->values[2] = (char *) p;
+        (void) ngx_sprintf(p, "%ui%Z", args->top_k);
     }
 
-    if (offset >= 0) {
-        stmt->values[stmt->nparams++] = (char *) p;
-        (void) ngx_sprintf(p, "%L%Z", offset);
-    }
+    stmt->nparams = 3;
 
-    /* the same order as the conditions of ngx_http_sophon_events_sql_text */
+    /* the same order as ngx_http_sophon_events_sql_param() */
 
     for (i = 0; i < NGX_HTTP_SOPHON_EVENTS_NFILTERS; i++) {
         value = &args->filter[i];

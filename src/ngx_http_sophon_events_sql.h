@@ -1,6 +1,6 @@
 
 /*
- * ngx_http_sophon_events_module: the statements, built from the filter set.
+ * ngx_http_sophon_events_module: the statement, built from the filter set.
  */
 
 
@@ -11,18 +11,12 @@
 #include "ngx_http_sophon_events_common.h"
 
 
-#define NGX_HTTP_SOPHON_EVENTS_MAX_PARAMS  (NGX_HTTP_SOPHON_EVENTS_NFILTERS + 2)
+#define NGX_HTTP_SOPHON_EVENTS_MAX_PARAMS  (NGX_HTTP_SOPHON_EVENTS_NFILTERS + 3)
 
-#define NGX_HTTP_SOPHON_EVENTS_NAME_LEN    sizeof("sophon_events_p_0000")
-
-
-typedef enum {
-    NGX_HTTP_SOPHON_EVENTS_COUNT = 0,
-    NGX_HTTP_SOPHON_EVENTS_PAGE
-} ngx_http_sophon_events_stmt_e;
+#define NGX_HTTP_SOPHON_EVENTS_NAME_LEN    sizeof("sophon_events_0000")
 
 
-/* one execution of one prepared statement: its name and its parameters */
+/* one execution of the prepared statement: its name and its parameters */
 typedef struct {
     char          name[NGX_HTTP_SOPHON_EVENTS_NAME_LEN];
     int           nparams;
@@ -35,11 +29,11 @@ ngx_uint_t ngx_http_sophon_events_sql_shape(
     ngx_http_sophon_events_query_args_t *args);
 
 /* the statement's text, for PQsendPrepare(), NUL-terminated */
-ngx_int_t ngx_http_sophon_events_sql_text(ngx_pool_t *pool,
-    ngx_http_sophon_events_stmt_e which, ngx_uint_t shape, ngx_str_t *text);
+ngx_int_t ngx_http_sophon_events_sql_text(ngx_pool_t *pool, ngx_uint_t shape,
+    ngx_str_t *text);
 
+/* its name and parameters for this request */
 ngx_int_t ngx_http_sophon_events_sql_stmt(ngx_pool_t *pool,
-    ngx_http_sophon_events_stmt_e which,
     ngx_http_sophon_events_query_args_t *args,
     ngx_http_sophon_events_stmt_t *stmt);
 
