@@ -1,0 +1,1326 @@
+# vi:filetype=perl
+
+# Clients that go away, a full pool, and nginx reloading or stopping under
+# load: the worker never crashes, a database connection whose request went
+# away is closed (its backend does not go on waiting), the pool's slots come
+# back, its queue refuses and times out as configured, and old workers
+# finish what they started, then exit with their database connections.
+#
+# Every block runs with a master process (master_on); TEST 5 and 6 with two
+# workers.  The scenario of a block runs after the answer to its first
+# request (a plain page, checked like any other), inside the response body
+# check: the section
+#   --- scenario: NAME     runs main::scenario_NAME($block) there
+#   --- workers: N         worker_processes for this block (default 1)
+# Its later requests are then the "next request" that must still be
+# served.  A scenario talks to nginx over its own sockets (127.0.0.1 only)
+# and forks bounded clients (count and time); the database is watched and
+# locked through psql as the superuser ($TEST_NGINX_SOPHON_ADMIN_DB):
+#   - a slow query is a table lock: a background psql (application_name
+#     sophon_009_locker) holds ACCESS EXCLUSIVE on sophon_events, which
+#     every query of the module waits for, until unlock_table() commits
+#     (its idle_in_transaction_session_timeout, or this script's end,
+#     releases it otherwise);
+#   - the module's backends are those of application_name
+#     'nginx sophon_events' in pg_stat_activity; their client_port tells
+#     which nginx process holds them (/proc).
+# The script stops the locker and the clients after each scenario and at
+# its end; were it killed, the clients stop at their own time bound and the
+# lock ends with the locker's input.
+#
+# TEST 4 makes SOPHON_009_ABORTS requests (default 10000), or as many as
+# it can in SOPHON_009_ABORT_SECONDS (default 150): at least 2000 (or all
+# of a smaller number) must be made.
+
+use Test::Nginx::Socket 'no_plan';
+use lib 't';
+use SophonTest;
+use IO::Select ();
+use IO::Socket::INET ();
+use JSON::PP ();
+use POSIX ();
+use File::Temp ();
+use Time::HiRes ();
+
+repeat_each(1);
+no_shuffle();
+master_on();
+
+our $Api = '/SophonFace/api/events';
+our $Aborts = $ENV{SOPHON_009_ABORTS} || 10_000;
+our $AbortSeconds = $ENV{SOPHON_009_ABORT_SECONDS} || 150;
+
+my $MainPid = $$;
+my $JSON = eval { require JSON::XS; 'JSON::XS' } || 'JSON::PP';
+my $json = $JSON->new->utf8;
+
+our $Error503 = '{"error":{"code":50300,"message":"the database is '
+              . 'unavailable","status":"SERVICE_UNAVAILABLE"}}';
+
+sub now { Time::HiRes::time() }
+
+# --------------------------------------------------------------------------
+# The database, through psql (bounded: connect and statement timeouts)
+
+sub psql_rows {
+    my ($sql) = @_;
+
+    local $ENV{PGCONNECT_TIMEOUT} = 5;
+    local $ENV{PGOPTIONS} = '-c statement_timeout=10s';
+    local $ENV{PGAPPNAME} = 'sophon_009_check';
+
+    open my $fh, '-|', 'psql', $ENV{TEST_NGINX_SOPHON_ADMIN_DB}, '-X', '-q',
+         '-A', '-t', '-F', "\t", '-v', 'ON_ERROR_STOP=1', '-c', $sql
+        or die "psql: $!\n";
+    my @rows = map { chomp; [ split /\t/, $_, -1 ] } <$fh>;
+    close $fh or die "psql failed ($?): $sql\n";
+
+    return \@rows;
+}
+
+# the module's backends: [{pid, user, state, wait, port, start}, ...]
+sub module_backends {
+    my $rows = psql_rows(
+        "SELECT pid, usename, state, coalesce(wait_event_type, ''),"
+        . " coalesce(client_port, -1), extract(epoch FROM backend_start)"
+        . " FROM pg_stat_activity"
+        . " WHERE application_name = 'nginx sophon_events'");
+
+    return [ map { { pid => $_->[0], user => $_->[1], state => $_->[2],
+                     wait => $_->[3], port => $_->[4], start => $_->[5] } }
+             @$rows ];
+}
+
+sub describe_backends {
+    my ($b) = @_;
+    return join ', ', map { "$_->{pid} $_->{user} $_->{state}"
+                            . ($_->{wait} ne '' ? " (waits: $_->{wait})" : '')
+                            . " port $_->{port}" } @$b;
+}
+
+sub lock_waiters {
+    return scalar grep { $_->{user} eq 'sophon_reader' && $_->{wait} eq 'Lock' }
+                       @{ module_backends() };
+}
+
+sub lock_held {
+    return psql_rows(
+        "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+        . " WHERE c.relname = 'sophon_events'"
+        . " AND l.mode = 'AccessExclusiveLock' AND l.granted")->[0][0];
+}
+
+# calls $cond every $step seconds until it returns true or $timeout
+# seconds have passed; returns its last value and the time it took
+sub wait_until {
+    my ($timeout, $step, $cond) = @_;
+    my $start = now();
+    my $v;
+
+    while (1) {
+        $v = $cond->();
+        last if $v || now() - $start >= $timeout;
+        Time::HiRes::sleep($step);
+    }
+
+    return ($v, now() - $start);
+}
+
+# --------------------------------------------------------------------------
+# The slow query: a table lock held by a background psql
+
+my ($Locker, $LockerIn);
+
+sub lock_table {
+    my ($max) = @_;    # seconds: released then at the latest
+
+    die "a lock is already held\n" if $Locker;
+
+    pipe(my $r, my $w) or die "pipe: $!\n";
+
+    my $pid = fork;
+    die "fork: $!\n" if !defined $pid;
+
+    if ($pid == 0) {
+        $SIG{$_} = 'DEFAULT' for qw(INT TERM HUP);
+        close $w;
+        open STDIN, '<&', $r;
+        open STDOUT, '>', '/dev/null';
+        open STDERR, '>', '/dev/null';
+        $ENV{PGAPPNAME} = 'sophon_009_locker';
+        $ENV{PGCONNECT_TIMEOUT} = 5;
+        exec('psql', $ENV{TEST_NGINX_SOPHON_ADMIN_DB}, '-X', '-q',
+             '-v', 'ON_ERROR_STOP=1', '-f', '-')
+            or POSIX::_exit(127);
+    }
+
+    close $r;
+    $w->autoflush(1);
+    ($Locker, $LockerIn) = ($pid, $w);
+
+    local $SIG{PIPE} = 'IGNORE';
+    print $w "SET idle_in_transaction_session_timeout = '${max}s';\n"
+             . "BEGIN;\n"
+             . "LOCK TABLE sophon_events IN ACCESS EXCLUSIVE MODE;\n";
+
+    my ($held) = wait_until(5, 0.02, sub { lock_held() > 0 });
+    die "the table lock was not taken in 5 s\n" if !$held;
+}
+
+# commits: psql executes each statement as it reads it, then ends at the
+# end of its input
+sub unlock_table {
+    return if !$Locker;
+
+    {
+        local $SIG{PIPE} = 'IGNORE';
+        print $LockerIn "COMMIT;\n";
+        close $LockerIn;
+    }
+
+    reap($Locker, 5);
+    ($Locker, $LockerIn) = ();
+
+    my ($free) = wait_until(5, 0.02, sub { lock_held() == 0 });
+    die "the table lock is still held\n" if !$free;
+}
+
+# waits for a child at most $timeout seconds, then kills it
+sub reap {
+    my ($pid, $timeout) = @_;
+    my $deadline = now() + $timeout;
+
+    while (now() < $deadline) {
+        my $r = waitpid($pid, POSIX::WNOHANG());
+        return $? if $r == $pid || $r == -1;
+        Time::HiRes::sleep(0.02);
+    }
+
+    kill 'TERM', $pid;
+    Time::HiRes::sleep(0.2);
+    kill 'KILL', $pid if waitpid($pid, POSIX::WNOHANG()) == 0;
+    waitpid($pid, 0);
+    return 'killed';
+}
+
+# --------------------------------------------------------------------------
+# nginx's processes
+
+sub errlog { server_root() . '/logs/error.log' }
+sub acclog { server_root() . '/logs/access.log' }
+
+sub master_pid {
+    open my $fh, '<', server_root() . '/logs/nginx.pid' or return undef;
+    my $pid = <$fh>;
+    return defined $pid && $pid =~ /(\d+)/ ? $1 : undef;
+}
+
+sub alive {
+    my ($pid) = @_;
+    return 0 if !kill 0, $pid;
+    open my $fh, '<', "/proc/$pid/stat" or return 0;
+    my $stat = <$fh> // '';
+    return $stat !~ /^\d+ \(.*\) [ZX]/s;
+}
+
+# the worker processes of the master, oldest first
+sub worker_pids {
+    my $master = master_pid() // return ();
+    my @pids;
+
+    for my $dir (glob '/proc/[0-9]*') {
+        my ($pid) = $dir =~ m{(\d+)$};
+        open my $fh, '<', "$dir/stat" or next;
+        my $stat = <$fh> // '';
+        next if $stat !~ /^\d+ \(.*\) (\S) (\d+)/s || $2 != $master
+                || $1 eq 'Z';
+        open my $cmd, '<', "$dir/cmdline" or next;
+        push @pids, $pid if (<$cmd> // '') =~ /worker process/;
+    }
+
+    return sort { $a <=> $b } @pids;
+}
+
+# local TCP port => pid, for the sockets of these processes
+sub ports_of {
+    my @pids = @_;
+    my (%inode, %port);
+
+    for my $pid (@pids) {
+        for my $fd (glob "/proc/$pid/fd/*") {
+            my $link = readlink($fd) // next;
+            $inode{$1} = $pid if $link =~ /^socket:\[(\d+)\]/;
+        }
+    }
+
+    for my $file ('/proc/net/tcp', '/proc/net/tcp6') {
+        open my $fh, '<', $file or next;
+        while (my $line = <$fh>) {
+            my @f = split ' ', $line;
+            next if @f < 10 || $f[1] !~ /:([0-9A-Fa-f]{4})$/;
+            $port{ hex $1 } = $inode{ $f[9] } if $inode{ $f[9] };
+        }
+    }
+
+    return \%port;
+}
+
+# pid => the number of its TCP sockets to the database (what the module
+# holds: a connection it closed is gone from here at once, while its
+# backend may still be in pg_stat_activity for a moment)
+sub db_sockets {
+    my @pids = @_;
+    my (%inode, %n);
+    my $pgport = sprintf '%04X', $ENV{TEST_NGINX_SOPHON_PGPORT};
+
+    for my $pid (@pids) {
+        $n{$pid} = 0;
+        for my $fd (glob "/proc/$pid/fd/*") {
+            my $link = readlink($fd) // next;
+            $inode{$1} = $pid if $link =~ /^socket:\[(\d+)\]/;
+        }
+    }
+
+    for my $file ('/proc/net/tcp', '/proc/net/tcp6') {
+        open my $fh, '<', $file or next;
+        while (my $line = <$fh>) {
+            my @f = split ' ', $line;
+            next if @f < 10 || $f[2] !~ /:\Q$pgport\E$/;
+            $n{ $inode{ $f[9] } }++ if $inode{ $f[9] };
+        }
+    }
+
+    return \%n;
+}
+
+# pid => the number of its backends waiting for the table lock: the
+# workers with a request in progress
+sub lock_waiters_by_worker {
+    my @pids = @_;
+    my $ports = ports_of(@pids);
+    my %n;
+
+    for my $b (@{ module_backends() }) {
+        next if $b->{wait} ne 'Lock';
+        my $pid = $ports->{ $b->{port} } or next;
+        $n{$pid}++;
+    }
+
+    return \%n;
+}
+
+# the lines of a log from a byte offset on
+sub log_since {
+    my ($file, $pos) = @_;
+    open my $fh, '<', $file or return [];
+    seek $fh, $pos, 0;
+    return [ <$fh> ];
+}
+
+# --------------------------------------------------------------------------
+# HTTP over our own sockets
+
+sub request_text {
+    my ($qs) = @_;
+    return "GET $Api?$qs HTTP/1.1\r\nHost: localhost\r\n"
+           . "Connection: close\r\n\r\n";
+}
+
+# connects and sends the request; undef and $! when the connection fails
+sub http_send {
+    my ($qs) = @_;
+
+    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                     PeerPort => server_port(),
+                                     Proto => 'tcp', Timeout => 5)
+        or return undef;
+
+    local $SIG{PIPE} = 'IGNORE';
+    my $req = request_text($qs);
+    my $n = syswrite $sock, $req;
+    return undef if !defined $n || $n != length $req;
+
+    $sock->blocking(0);
+
+    return { sock => $sock, qs => $qs, sent => now(), buf => '' };
+}
+
+# reads what the sockets of these clients have until each has reached
+# end of file (or $done->() is true), at most $timeout seconds
+sub http_pump {
+    my ($clients, $timeout, $done) = @_;
+    my $deadline = now() + $timeout;
+
+    while (1) {
+        my @open = grep { !$_->{eof} } @$clients;
+        last if !@open || ($done && $done->()) || now() >= $deadline;
+
+        my $sel = IO::Select->new(map { $_->{sock} } @open);
+        my @ready = $sel->can_read(0.05);
+
+        for my $c (@open) {
+            next if !grep { $_ == $c->{sock} } @ready;
+
+            while (1) {
+                my $n = sysread $c->{sock}, my $buf, 65536;
+                if (!defined $n) {
+                    last if $!{EAGAIN} || $!{EWOULDBLOCK};
+                    $c->{error} = "$!";
+                    $n = 0;
+                }
+                if ($n == 0) {
+                    $c->{eof} = now();
+                    close $c->{sock};
+                    last;
+                }
+                $c->{first} //= now();
+                $c->{buf} .= $buf;
+            }
+        }
+    }
+}
+
+# {status, headers, body, complete, bytes} of a raw response
+sub parse_http {
+    my ($raw) = @_;
+    my %r = (bytes => length $raw, complete => 0, body => '');
+
+    my $i = index $raw, "\r\n\r\n";
+    return \%r if $i < 0;
+
+    my $head = substr $raw, 0, $i;
+    my $rest = substr $raw, $i + 4;
+
+    ($r{status}) = $head =~ m{^HTTP/1\.[01] (\d{3}) };
+    my %h;
+    for my $line (split /\r\n/, $head) {
+        $h{ lc $1 } = $2 if $line =~ /^([^:\s]+):\s*(.*)$/;
+    }
+    $r{headers} = \%h;
+
+    if (($h{'transfer-encoding'} // '') =~ /chunked/i) {
+        my ($pos, @parts) = (0);
+        while (1) {
+            my $eol = index $rest, "\r\n", $pos;
+            last if $eol < 0;
+            my $size = substr $rest, $pos, $eol - $pos;
+            last if $size !~ /^([0-9A-Fa-f]+)[ \t]*$/;
+            $size = hex $1;
+            if ($size == 0) {
+                $r{complete} = substr($rest, $eol + 2, 2) eq "\r\n";
+                last;
+            }
+            last if length($rest) < $eol + 2 + $size + 2;
+            push @parts, substr $rest, $eol + 2, $size;
+            $pos = $eol + 2 + $size + 2;
+        }
+        $r{body} = join '', @parts;
+
+    } elsif (defined $h{'content-length'}) {
+        $r{complete} = length($rest) >= $h{'content-length'};
+        $r{body} = substr $rest, 0, $h{'content-length'};
+
+    } else {
+        $r{body} = $rest;
+        $r{complete} = 1;    # ends with the connection
+    }
+
+    return \%r;
+}
+
+# '' when the raw response is the 200 the fixtures give for $qs, else why
+sub check_page {
+    my ($raw, $qs) = @_;
+    my $r = parse_http($raw);
+
+    return "no response (" . length($raw) . " bytes)" if !defined $r->{status};
+    return "status $r->{status}: " . substr($r->{body}, 0, 120)
+        if $r->{status} != 200;
+    return "incomplete 200 ($r->{bytes} bytes)" if !$r->{complete};
+
+    my $data = eval { $json->decode($r->{body}) };
+    return "invalid JSON: $@" if !$data;
+
+    (my $clean = $qs) =~ s/&_=[^&]*//;
+    my $want = SophonTest::expected($clean);
+
+    my $got = join ',', map { $data->{pagination}{$_} // '-' }
+                        qw(num_pages page per_page total_count);
+    my $exp = join ',', map { $want->{pagination}{$_} }
+                        qw(num_pages page per_page total_count);
+    return "pagination $got, expected $exp" if $got ne $exp;
+
+    my @ids = map { $_->{_id} } @{ $data->{data} };
+    my @exp = map { $_->{_id} } @{ $want->{events} };
+    return "events differ from the fixtures" if "@ids" ne "@exp";
+
+    return '';
+}
+
+# one blocking request, read whole: ('' or why it failed, bytes received)
+sub full_request {
+    my ($qs, $timeout) = @_;
+
+    my $c = http_send($qs) or return ("connect: $!", 0);
+    http_pump([$c], $timeout);
+
+    if (!$c->{eof}) {
+        close $c->{sock};
+        return ("no end in $timeout s", length $c->{buf});
+    }
+
+    return ($c->{buf} eq '' ? "connection closed without a response"
+                                . ($c->{error} ? " ($c->{error})" : '')
+                            : check_page($c->{buf}, $qs),
+            length $c->{buf}, served_by($c->{buf}));
+}
+
+# the worker that answered (X-Worker-Pid: $pid, where configured)
+sub served_by {
+    my ($raw) = @_;
+    my $h = parse_http($raw)->{headers} || {};
+    return $h->{'x-worker-pid'} // 0;
+}
+
+# --------------------------------------------------------------------------
+# Forked clients: each runs $code->($id, $stopfile) and returns a hash that
+# it hands back as JSON in a file
+
+my @Clients;
+
+sub start_clients {
+    my ($n, $code) = @_;
+
+    my $dir = File::Temp::tempdir('sophon-009-XXXXXX', TMPDIR => 1,
+                                  CLEANUP => 1);
+    my $set = { dir => $dir, stop => "$dir/stop", pids => [],
+                started => now() };
+
+    for my $id (1 .. $n) {
+        my $pid = fork;
+        die "fork: $!\n" if !defined $pid;
+
+        if ($pid == 0) {
+            $SIG{$_} = 'DEFAULT' for qw(INT TERM HUP);
+            srand($id * 7919 + $$);
+            my $res = eval { $code->($id, $set->{stop}) }
+                      || { died => "$@" };
+            if (open my $out, '>', "$dir/$id.json") {
+                print $out JSON::PP->new->encode($res);
+                close $out;
+            }
+            POSIX::_exit(0);
+        }
+
+        push @{ $set->{pids} }, $pid;
+    }
+
+    push @Clients, $set;
+    return $set;
+}
+
+# tells them to stop, waits at most $timeout s; the results, merged
+sub stop_clients {
+    my ($set, $timeout) = @_;
+
+    if (open my $fh, ">", $set->{stop}) { close $fh }
+
+    my $deadline = now() + $timeout;
+    my %left = map { $_ => 1 } @{ $set->{pids} };
+
+    while (%left && now() < $deadline) {
+        for my $pid (keys %left) {
+            my $r = waitpid($pid, POSIX::WNOHANG());
+            delete $left{$pid} if $r == $pid || $r == -1;
+        }
+        Time::HiRes::sleep(0.05) if %left;
+    }
+
+    my $killed = keys %left;
+    reap($_, 0) for keys %left;
+    @Clients = grep { $_ != $set } @Clients;
+
+    my %all = (killed => $killed, failures => [], took => now() - $set->{started});
+    for my $file (glob "$set->{dir}/*.json") {
+        open my $in, '<', $file or next;
+        my $res = eval { JSON::PP->new->decode(join '', <$in>) } or next;
+        for my $k (keys %$res) {
+            if (ref $res->{$k} eq 'ARRAY') {
+                push @{ $all{$k} }, @{ $res->{$k} };
+            } elsif ($k eq 'died') {
+                push @{ $all{died} }, $res->{$k};
+            } else {
+                $all{$k} += $res->{$k};
+            }
+        }
+        $all{reported}++;
+    }
+
+    return \%all;
+}
+
+# stops whatever is still running: clients, the table lock
+sub stop_helpers {
+    for my $set (@Clients) {
+        if (open my $fh, ">", $set->{stop}) { close $fh }
+        reap($_, 3) for @{ $set->{pids} };
+    }
+    @Clients = ();
+
+    eval { unlock_table() } if $Locker;
+}
+
+add_cleanup_handler(\&stop_helpers);
+
+END {
+    if ($$ == $MainPid) {
+        local $?;
+        stop_helpers();
+    }
+}
+
+# --------------------------------------------------------------------------
+# The blocks
+
+our $Location = <<'_EOC_';
+    location = /SophonFace/api/events {
+        sophon_events;
+        sophon_events_db "$TEST_NGINX_SOPHON_DB";
+    }
+_EOC_
+
+add_block_preprocessor(sub {
+    my $block = shift;
+
+    if (!defined $block->config) {
+        $block->set_value("config", $Location);
+    }
+
+    workers($block->workers // 1);
+});
+
+add_response_body_check(sub {
+    my ($block, $body, $req_idx, $repeated_req_idx, $dry_run) = @_;
+    return if $dry_run;
+
+    local $_;    # the harness's loop over the checks aliases it
+
+    SophonTest::check_body(@_);
+
+    return if $req_idx != 0 || !defined $block->scenario;
+
+    (my $name = $block->scenario) =~ s/^\s+|\s+$//g;
+    my $code = main->can("scenario_$name")
+        or die "no scenario $name\n";
+
+    my $ok = eval { $code->($block); 1 };
+    my $err = $@;
+    stop_helpers();
+    fail($block->name . " - the scenario ran to its end: $err") if !$ok;
+});
+
+# the fixtures are read once, before any client is forked
+SophonTest::fixtures();
+
+# --------------------------------------------------------------------------
+# Scenarios
+
+# the worker processes do not change (none crashed and was replaced)
+sub same_workers {
+    my ($name, $before) = @_;
+    my @now = worker_pids();
+    is("@now", "@$before", "$name - the same worker process(es) serve: no crash");
+}
+
+# TEST 1: the client goes away while its query waits for a lock
+sub scenario_abort_waiting {
+    my ($block) = @_;
+    my $name = $block->name;
+    my @workers = worker_pids();
+    my ($elog, $alog) = ((-s errlog()) // 0, (-s acclog()) // 0);
+
+    lock_table(20);
+
+    my $c = http_send("per_page=2&_=abort-waiting")
+        or die "cannot connect: $!\n";
+
+    my ($waits) = wait_until(5, 0.05, sub { lock_waiters() });
+    is($waits, 1, "$name - its query waits for the lock in the database");
+
+    http_pump([$c], 0.2);
+    is($c->{buf}, '', "$name - no answer while the query waits");
+
+    close $c->{sock};
+
+    # the module closes its connection: with client_connection_check_interval
+    # the backend ends within about a second, long before the lock goes
+    my ($gone, $took) = wait_until(4, 0.05, sub {
+        !grep { $_->{user} eq 'sophon_reader' } @{ module_backends() }
+    });
+    ok($gone, "$name - no sophon_reader backend left, "
+              . sprintf('%.2f s after the client left', $took))
+        or diag("still there: " . describe_backends(module_backends()));
+    ok(lock_held(), "$name - ... while the lock is still held");
+
+    my ($logged) = wait_until(3, 0.05, sub {
+        grep { /abort-waiting/ && /" 499 / } @{ log_since(acclog(), $alog) }
+    });
+    ok($logged, "$name - the access log has the request with 499");
+
+    ok(scalar(grep { /client prematurely closed connection/ && /abort-waiting/ }
+                   @{ log_since(errlog(), $elog) }),
+       "$name - the error log says the client went away");
+
+    unlock_table();
+    same_workers($name, \@workers);
+}
+
+# TEST 2: the client goes away in the middle of a 10 MB page
+sub scenario_abort_streaming {
+    my ($block) = @_;
+    my $name = $block->name;
+    my @workers = worker_pids();
+
+    # [bytes to read first, seconds to stall (not reading) before closing]
+    for my $case ([4096, 0], [4096, 1], [2_000_000, 0], [8_000_000, 0]) {
+        my ($want, $stall) = @$case;
+        my $what = "after $want bytes" . ($stall ? ", a ${stall} s stall" : '');
+
+        my $c = http_send("per_page=1000&page=0&_=abort-stream-$want-$stall")
+            or die "cannot connect: $!\n";
+        http_pump([$c], 10, sub { length $c->{buf} >= $want });
+
+        like($c->{buf}, qr{^HTTP/1\.1 200 OK\r\n}, "$name - 200 streaming ($what)");
+        ok(length $c->{buf} >= $want && !$c->{eof},
+           "$name - $want bytes read of the page, more to come ($what)")
+            or diag("read " . length($c->{buf}) . " bytes, eof: "
+                    . ($c->{eof} ? 'yes' : 'no'));
+
+        Time::HiRes::sleep($stall) if $stall;
+        close $c->{sock};
+
+        my ($idle) = wait_until(4, 0.05, sub {
+            !grep { $_->{state} ne 'idle' } @{ module_backends() }
+        });
+        ok($idle, "$name - no backend is left busy with the page ($what)")
+            or diag(describe_backends(module_backends()));
+
+        # connections=1, queue_timeout=2s: a 503 if the slot were not back
+        my ($why) = full_request("per_page=3&page=1", 10);
+        is($why, '', "$name - the next request is served ($what)");
+    }
+
+    same_workers($name, \@workers);
+}
+
+# TEST 3: connections=1 queue=2 queue_timeout=1s, a slow query
+sub scenario_pool_full {
+    my ($block) = @_;
+    my $name = $block->name;
+
+    lock_table(20);
+
+    my @c;
+    $c[0] = http_send("per_page=2&_=holder") or die "connect: $!\n";
+    my ($waits) = wait_until(5, 0.05, sub { lock_waiters() });
+    is($waits, 1, "$name - request 1 has the connection, and waits for the lock");
+
+    # one at a time, so that nginx takes them in this order
+    for my $i (1 .. 3) {
+        Time::HiRes::sleep(0.25);
+        $c[$i] = http_send("per_page=2&_=r" . ($i + 1)) or die "connect: $!\n";
+    }
+
+    # request 4: the queue (2) is full: a 503 at once
+    http_pump([$c[3]], 3);
+    my $r4 = parse_http($c[3]{buf});
+    my $t4 = ($c[3]{eof} // now()) - $c[3]{sent};
+    is($r4->{status}, 503, "$name - request 4 gets 503");
+    is($r4->{body}, $Error503, "$name - ... in the contract's shape");
+    is($r4->{headers}{'content-type'}, 'application/json; charset=utf-8',
+       "$name - ... as JSON");
+    ok($t4 < 0.5, sprintf("$name - ... at once (%.3f s)", $t4));
+
+    # requests 2 and 3 wait 1 s in the queue, then 503
+    http_pump([@c[1, 2]], 5);
+    for my $i (1, 2) {
+        my $r = parse_http($c[$i]{buf});
+        my $t = ($c[$i]{eof} // now()) - $c[$i]{sent};
+        is($r->{status}, 503, "$name - request " . ($i + 1) . " gets 503");
+        is($r->{body}, $Error503, "$name - ... in the contract's shape");
+        ok($t >= 0.9 && $t < 3, sprintf("$name - ... after the queue timeout"
+                                        . " of 1 s (%.3f s)", $t));
+    }
+
+    http_pump([$c[0]], 0.1);
+    is($c[0]{buf}, '', "$name - request 1 still waits");
+    ok(lock_held(), "$name - the lock was held all along");
+
+    unlock_table();
+
+    http_pump([$c[0]], 10);
+    is(check_page($c[0]{buf}, $c[0]{qs}), '',
+       "$name - request 1 gets its page once the lock is gone");
+
+    # the lock released quickly: the queued requests are served
+    lock_table(20);
+
+    my @d;
+    $d[0] = http_send("per_page=4&page=1&_=holder") or die "connect: $!\n";
+    ($waits) = wait_until(5, 0.05, sub { lock_waiters() });
+    is($waits, 1, "$name - request 1 has the connection again");
+
+    for my $i (1, 2) {
+        Time::HiRes::sleep(0.1);
+        $d[$i] = http_send("per_page=3&page=$i&_=q" . ($i + 1))
+            or die "connect: $!\n";
+    }
+
+    Time::HiRes::sleep(0.1);
+    my $released = now();
+    unlock_table();
+
+    http_pump(\@d, 10);
+    for my $i (0 .. 2) {
+        is(check_page($d[$i]{buf}, $d[$i]{qs}), '',
+           "$name - request " . ($i + 1) . " is served once the lock is gone");
+    }
+
+    my ($idle) = wait_until(3, 0.05, sub {
+        my $b = module_backends();
+        @$b == 1 && $b->[0]{state} eq 'idle';
+    });
+    ok($idle, "$name - one connection, idle")
+        or diag(describe_backends(module_backends()));
+}
+
+# TEST 4: many clients going away at every point, connections=4
+sub abort_client {
+    my ($id, $stop, $n, $deadline) = @_;
+    my (%st, @failures);
+    my ($nfail, $hangs) = (0, 0);
+
+    my $failed = sub {
+        my ($what, $hang) = @_;
+        $nfail++;
+        $hangs++ if $hang;
+        push @failures, $what if @failures < 10;
+    };
+
+    my @modes = (('before') x 5, ('soon') x 4, ('headers') x 4,
+                 ('body') x 5, ('full') x 2);
+
+    for my $i (1 .. $n) {
+        last if now() > $deadline || -e $stop;
+
+        # nginx does not answer any more: no point in waiting again and again
+        if ($hangs >= 3) {
+            push @failures, "gave up after 3 requests without an answer";
+            last;
+        }
+
+        my $mode = $modes[rand @modes];
+        my $pp = $mode eq 'body' ? (100, 300, 1000)[rand 3]
+               : $mode eq 'full' ? (1, 10, 50)[rand 3]
+               : (1, 10, 100, 1000)[rand 4];
+        my $qs = "per_page=$pp&page=" . int(rand 3)
+                 . (rand() < 0.3 ? '&userType=4' : '') . "&_=a$id-$i";
+
+        if ($mode eq 'full') {
+            my ($why) = full_request($qs, 15);
+            $st{full}++;
+            $failed->("$qs: $why", $why =~ /^no end/) if $why ne '';
+            next;
+        }
+
+        my $c = http_send($qs);
+        if (!$c) {
+            $failed->("$qs: connect: $!", 0);
+            next;
+        }
+
+        if ($mode eq 'soon') {
+            Time::HiRes::sleep(rand 0.03);
+
+        } elsif ($mode eq 'headers') {
+            http_pump([$c], 10, sub { index($c->{buf}, "\r\n\r\n") >= 0 });
+            if (index($c->{buf}, "\r\n\r\n") < 0) {
+                $failed->("$qs: no headers (" . length($c->{buf}) . " bytes"
+                          . ($c->{eof} ? ', closed' : '') . ")", !$c->{eof});
+            } elsif ($c->{buf} !~ m{^HTTP/1\.1 200 }) {
+                $failed->("$qs: not a 200: " . substr($c->{buf}, 0, 40), 0);
+            }
+
+        } elsif ($mode eq 'body') {
+            my $want = 200 + int rand 300_000;
+            http_pump([$c], 10, sub { length $c->{buf} >= $want });
+            if ($c->{buf} !~ m{^HTTP/1\.1 200 }) {
+                $failed->("$qs: not a 200: " . substr($c->{buf}, 0, 40),
+                          !$c->{eof});
+            } elsif (length $c->{buf} < $want && !$c->{eof}) {
+                $failed->("$qs: only " . length($c->{buf}) . " bytes in 10 s",
+                          1);
+            }
+        }
+
+        $st{$mode}++;
+        close $c->{sock} if !$c->{eof};
+    }
+
+    return { %st, failures => \@failures, nfailures => $nfail };
+}
+
+sub scenario_many_aborts {
+    my ($block) = @_;
+    my $name = $block->name;
+    my @workers = worker_pids();
+    my $alog = (-s acclog()) // 0;
+
+    my $nclients = 8;
+    my $each = int(($Aborts + $nclients - 1) / $nclients);
+    my $deadline = now() + $AbortSeconds;
+
+    my $set = start_clients($nclients, sub {
+        my ($id, $stop) = @_;
+        abort_client($id, $stop, $each, $deadline);
+    });
+
+    # what the pool holds while the clients run: the worker's sockets to
+    # the database (and, for the record, the backends, which outlive for a
+    # moment the connections the module closes)
+    my ($max_conn, $max_backends, $samples) = (0, 0, 0);
+    my %running = map { $_ => 1 } @{ $set->{pids} };
+    while (%running && now() < $deadline + 15) {
+        delete @running{ grep { waitpid($_, POSIX::WNOHANG()) != 0 }
+                              keys %running };
+        my $n = db_sockets(@workers)->{ $workers[0] } // 0;
+        $max_conn = $n if $n > $max_conn;
+        my $b = @{ module_backends() };
+        $max_backends = $b if $b > $max_backends;
+        $samples++;
+        Time::HiRes::sleep(0.2);
+    }
+
+    my $res = stop_clients($set, 10);
+    my $done = 0;
+    $done += $res->{$_} // 0 for qw(before soon headers body full);
+    my $aborted = $done - ($res->{full} // 0);
+
+    diag(sprintf "$name: %d requests (%d closed before the answer, %d soon"
+         . " after sending, %d after the headers, %d mid-body, %d read whole)"
+         . " from $nclients clients in %.1f s: %.0f aborts/s",
+         $done, map({ $res->{$_} // 0 } qw(before soon headers body full)),
+         $res->{took}, $aborted / ($res->{took} || 1));
+
+    is($res->{reported} // 0, $nclients, "$name - every client reported");
+    ok(!$res->{died}, "$name - no client died") or diag("@{ $res->{died} }");
+    is($res->{killed}, 0, "$name - every client ended in time");
+    my $least = $Aborts < 2000 ? $Aborts : 2000;
+    ok($done >= $least, "$name - at least $least requests were made ($done)");
+    diag("$name: the clients stopped at the time bound of $AbortSeconds s")
+        if $done < $nclients * $each;
+    is($res->{nfailures} // 0, 0,
+       "$name - every request answered as it should: a 200, whole when read"
+       . " whole (failures; the first of each client below)")
+        or diag(join "\n", @{ $res->{failures} });
+    ok($max_conn <= 4, "$name - the worker holds at most 4 database"
+                       . " connections while loaded (seen: $max_conn,"
+                       . " $samples samples)");
+    diag("$name: at most $max_backends backends in pg_stat_activity while"
+         . " loaded");
+
+    my ($settled, $took) = wait_until(10, 0.1, sub {
+        !grep { $_->{state} ne 'idle' } @{ module_backends() }
+    });
+    my $b = module_backends();
+    ok($settled, sprintf("$name - no backend stuck: all idle %.1f s after the"
+                         . " load", $took))
+        or diag(describe_backends($b));
+    ok(@$b <= 4, "$name - at most 4 connections left (" . @$b . ")");
+
+    my $ports = ports_of(@workers);
+    is(scalar(grep { !$ports->{ $_->{port} } } @$b), 0,
+       "$name - each backend belongs to the worker");
+    ok((db_sockets(@workers)->{ $workers[0] } // 0) <= 4,
+       "$name - the worker holds at most 4 database connections");
+
+    my $n499 = grep { /" 499 / } @{ log_since(acclog(), $alog) };
+    diag("$name: 499 in the access log: $n499");
+    ok($n499 > 0, "$name - the aborts are logged with 499");
+
+    same_workers($name, \@workers);
+}
+
+sub first10 { return @_ > 10 ? @_[0 .. 9] : @_ }
+
+# TEST 5 and 6: a steady load of whole requests, checked
+sub steady_client {
+    my ($id, $stop, $deadline) = @_;
+    my ($ok, @failures, @served) = (0);
+
+    for my $i (1 .. 100_000) {
+        last if now() > $deadline || -e $stop;
+
+        # nginx does not answer any more (not refused: hung)
+        last if 3 <= grep { $_->{why} =~ /^no end/ } @failures;
+
+        my $qs = "per_page=" . (1, 5, 20)[$i % 3] . "&page=" . ($i % 4)
+                 . "&_=s$id-$i";
+        my $t = now();
+        my ($why, $bytes, $pid) = full_request($qs, 10);
+
+        if ($why eq '') {
+            $ok++;
+            push @served, [$t, $pid];
+            next;
+        }
+
+        push @failures, { t => $t, done => now(), qs => $qs,
+                          why => $why, bytes => $bytes };
+
+        # nginx is not there (stopped): no hammering
+        Time::HiRes::sleep(0.05) if $why =~ /^connect: /;
+    }
+
+    return { ok => $ok, failures => \@failures, served => \@served };
+}
+
+# the requests that are in progress on the old workers when nginx is told
+# to reload or to stop: $n of ours, and the load's, held by a table lock
+sub inflight_requests {
+    my ($n) = @_;
+
+    lock_table(20);
+
+    my @c = map { http_send("per_page=5&page=$_&_=inflight-$_")
+                  or die "connect: $!\n" } 1 .. $n;
+
+    my ($waits) = wait_until(5, 0.05, sub { lock_waiters() >= $n });
+    return \@c;
+}
+
+sub scenario_reload {
+    my ($block) = @_;
+    my $name = $block->name;
+    my $master = master_pid();
+    my @old = worker_pids();
+
+    is(scalar @old, 2, "$name - two workers");
+
+    my $set = start_clients(4, sub {
+        my ($id, $stop) = @_;
+        steady_client($id, $stop, now() + 60);
+    });
+
+    Time::HiRes::sleep(1);
+
+    my $in = inflight_requests(4);
+    my $busy = lock_waiters_by_worker(@old);
+    ok(scalar(keys %$busy), "$name - requests in progress on the old"
+                            . " workers: " . join ', ', map { "$_: $busy->{$_}" }
+                                                        sort keys %$busy);
+
+    my $hup = now();
+    kill 'HUP', $master;
+
+    my ($new) = wait_until(10, 0.05, sub {
+        my %old = map { $_ => 1 } @old;
+        my @new = grep { !$old{$_} } worker_pids();
+        @new == 2 ? \@new : undef;
+    });
+    ok($new, "$name - two new workers after the reload");
+    $new //= [];
+    my $new1_seen = now();
+
+    # the new workers take requests while the old ones wait for the lock
+    Time::HiRes::sleep(0.5);
+    my @gone = grep { !alive($_) } sort keys %$busy;
+    is("@gone", "", "$name - the old workers with requests in progress"
+                    . " still run 0.5 s after the HUP");
+
+    unlock_table();
+
+    http_pump($in, 15);
+    my %old = map { $_ => 1 } @old;
+    for my $c (@$in) {
+        is(check_page($c->{buf}, $c->{qs}), '',
+           "$name - the request in progress on an old worker is served ($c->{qs})");
+        ok($old{ served_by($c->{buf}) }, "$name - ... by an old worker ("
+                                         . served_by($c->{buf}) . ")");
+    }
+
+    my ($exited, $took) = wait_until(15, 0.05, sub { !grep { alive($_) } @old });
+    ok($exited, sprintf("$name - the old workers exit (%.1f s)", $took))
+        or diag("still alive: @{[ grep { alive($_) } @old ]}");
+
+    # again, without a lock: whatever the load is doing at that moment
+    Time::HiRes::sleep(1);
+    my @gen2 = @$new;
+    $hup = now();
+    kill 'HUP', $master;
+
+    ($new) = wait_until(10, 0.05, sub {
+        my %old = map { $_ => 1 } @gen2;
+        my @new = grep { !$old{$_} } worker_pids();
+        @new == 2 ? \@new : undef;
+    });
+    ok($new, "$name - two new workers after the second reload");
+    $new //= [];
+    my $new2_seen = now();
+
+    ($exited, $took) = wait_until(15, 0.05, sub { !grep { alive($_) } @gen2 });
+    ok($exited, sprintf("$name - the workers of the first reload exit"
+                        . " (%.1f s)", $took))
+        or diag("still alive: @{[ grep { alive($_) } @gen2 ]}");
+
+    Time::HiRes::sleep(1);
+    my $res = stop_clients($set, 25);
+
+    diag(sprintf "$name: %d requests of the load served, %d failed",
+         $res->{ok} // 0, scalar @{ $res->{failures} });
+    is($res->{reported} // 0, 4, "$name - every load client reported");
+    ok(($res->{ok} // 0) > 0, "$name - the load was served");
+    is(scalar @{ $res->{failures} }, 0, "$name - no request of the load failed")
+        or diag(join "\n", map { sprintf "%+.2f s after HUP: %s: %s",
+                                         $_->{t} - $hup, $_->{qs}, $_->{why} }
+                               first10(@{ $res->{failures} }));
+    diag("(times from the second HUP)") if @{ $res->{failures} };
+
+    # new connections go to the new workers: no request made 0.5 s after
+    # they appeared is answered by an older one
+    my %gen1 = map { $_ => 1 } @old;
+    my %gen12 = (%gen1, map { $_ => 1 } @gen2);
+    my @stale = grep {
+        ($_->[0] >= $new1_seen + 0.5 && $_->[0] < $hup && $gen1{ $_->[1] })
+        || ($_->[0] >= $new2_seen + 0.5 && $gen12{ $_->[1] })
+    } @{ $res->{served} || [] };
+    is(scalar @stale, 0, "$name - new requests are served by the new workers")
+        or diag(join "\n", map { "served by $_->[1]" } first10(@stale));
+    ok(scalar(grep { !$gen12{ $_->[1] } && $_->[1] } @{ $res->{served} || [] }),
+       "$name - the newest workers serve the load");
+
+    # the database connections of the old workers are gone
+    my ($clean, $t2) = wait_until(10, 0.1, sub {
+        my $b = module_backends();
+        my $p = ports_of(@$new);
+        !grep { !$p->{ $_->{port} } || $_->{start} < $hup || $_->{state} ne 'idle' } @$b;
+    });
+    my $after = module_backends();
+    ok($clean, sprintf("$name - every backend left belongs to a new worker and"
+                       . " is idle (%d, after %.1f s)", scalar @$after, $t2))
+        or diag(describe_backends($after));
+    ok(@$after <= 8, "$name - at most 2 x 4 connections");
+    is(master_pid(), $master, "$name - the same master");
+}
+
+sub scenario_quit {
+    my ($block) = @_;
+    my $name = $block->name;
+    my $master = master_pid();
+    my @old = worker_pids();
+
+    is(scalar @old, 2, "$name - two workers");
+
+    my $set = start_clients(4, sub {
+        my ($id, $stop) = @_;
+        steady_client($id, $stop, now() + 60);
+    });
+
+    Time::HiRes::sleep(1);
+
+    my $in = inflight_requests(4);
+    my $busy = lock_waiters_by_worker(@old);
+    ok(scalar(keys %$busy), "$name - requests in progress on the"
+                            . " workers: " . join ', ', map { "$_: $busy->{$_}" }
+                                                        sort keys %$busy);
+
+    my $quit = now();
+    kill 'QUIT', $master;
+
+    Time::HiRes::sleep(0.5);
+    my @gone = grep { !alive($_) } sort keys %$busy;
+    is("@gone", "", "$name - the workers with requests in progress still run"
+                    . " 0.5 s after the QUIT");
+
+    unlock_table();
+
+    http_pump($in, 15);
+    for my $c (@$in) {
+        is(check_page($c->{buf}, $c->{qs}), '',
+           "$name - the request in progress is served ($c->{qs})");
+    }
+
+    my ($exited, $took) = wait_until(15, 0.05, sub {
+        !alive($master) && !grep { alive($_) } @old
+    });
+    ok($exited, sprintf("$name - nginx exits (%.1f s)", $took));
+
+    my $res = stop_clients($set, 25);
+
+    # a request made once nginx was told to stop may be refused, or reset
+    # from the listen queue; any other is served whole
+    my @bad = grep {
+        $_->{t} < $quit - 0.2
+        || $_->{why} !~ /^connect: |^connection closed without a response/
+    } @{ $res->{failures} };
+
+    diag(sprintf "$name: %d requests of the load served, %d refused once"
+         . " stopping", $res->{ok} // 0,
+         scalar(@{ $res->{failures} }) - scalar(@bad));
+    is(scalar @bad, 0, "$name - no request of the load failed but those made"
+                       . " after the QUIT")
+        or diag(join "\n", map { sprintf "%+.2f s after QUIT: %s: %s",
+                                         $_->{t} - $quit, $_->{qs}, $_->{why} }
+                               first10(@bad));
+
+    my ($gone) = wait_until(5, 0.1, sub { !@{ module_backends() } });
+    ok($gone, "$name - no database connection left")
+        or diag(describe_backends(module_backends()));
+}
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: the client goes away while its query waits: 499, the connection is closed, the backend ends, the slot is free
+--- config
+    location = /SophonFace/api/events {
+        sophon_events;
+        sophon_events_db "$TEST_NGINX_SOPHON_DB" connections=1 queue=4 queue_timeout=2s;
+    }
+--- request eval
+["GET /SophonFace/api/events?per_page=1",
+ "GET /SophonFace/api/events?per_page=3&page=2"]
+--- error_code eval
+[200, 200]
+--- scenario: abort_waiting
+--- timeout: 5
+--- no_error_log
+[alert]
+[crit]
+[emerg]
+exited on signal
+
+
+
+=== TEST 2: the client goes away in the middle of a 10 MB page: no crash, the connection slot comes back
+--- config
+    location = /SophonFace/api/events {
+        sophon_events;
+        sophon_events_db "$TEST_NGINX_SOPHON_DB" connections=1 queue=4 queue_timeout=2s;
+    }
+--- request eval
+["GET /SophonFace/api/events?per_page=1",
+ "GET /SophonFace/api/events?per_page=1000&page=1"]
+--- error_code eval
+[200, 200]
+--- scenario: abort_streaming
+--- timeout: 5
+--- no_error_log
+[alert]
+[crit]
+[emerg]
+exited on signal
+
+
+
+=== TEST 3: a full pool: one connection, a queue of 2 that times out after 1 s, a 503 at once past it; served when the lock goes quickly
+--- config
+    location = /SophonFace/api/events {
+        sophon_events;
+        sophon_events_db "$TEST_NGINX_SOPHON_DB" connections=1 queue=2 queue_timeout=1s;
+    }
+--- request eval
+["GET /SophonFace/api/events?per_page=1",
+ "GET /SophonFace/api/events?per_page=2&page=7"]
+--- error_code eval
+[200, 200]
+--- scenario: pool_full
+--- timeout: 5
+--- no_error_log
+[alert]
+[crit]
+[emerg]
+exited on signal
+
+
+
+=== TEST 4: many clients go away at every point, with 4 connections: no crash, no backend stuck, no more than 4 connections
+--- config
+    location = /SophonFace/api/events {
+        sophon_events;
+        sophon_events_db "$TEST_NGINX_SOPHON_DB" connections=4 queue=64 queue_timeout=10s;
+    }
+--- log_level: info
+--- request eval
+["GET /SophonFace/api/events?per_page=1",
+ "GET /SophonFace/api/events?per_page=10&page=3"]
+--- error_code eval
+[200, 200]
+--- scenario: many_aborts
+--- timeout: 10
+--- no_error_log
+[alert]
+[crit]
+[emerg]
+exited on signal
+no database connection
+too many requests wait
+cannot connect to the database
+the database did not answer in time
+the database answered
+
+
+
+=== TEST 5: reload (HUP) under load: requests in progress on the old workers are served, the old workers exit with their connections
+--- workers: 2
+--- config
+    location = /SophonFace/api/events {
+        sophon_events;
+        sophon_events_db "$TEST_NGINX_SOPHON_DB" connections=4 queue=64 queue_timeout=10s;
+        add_header X-Worker-Pid $pid always;
+    }
+--- log_level: info
+--- request eval
+["GET /SophonFace/api/events?per_page=1",
+ "GET /SophonFace/api/events?per_page=10&page=5"]
+--- error_code eval
+[200, 200]
+--- scenario: reload
+--- timeout: 10
+--- no_error_log
+[alert]
+[crit]
+[emerg]
+exited on signal
+no database connection
+too many requests wait
+cannot connect to the database
+the database did not answer in time
+the database answered
+
+
+
+=== TEST 6: graceful stop (QUIT) under load: requests in progress are served, nginx exits, its connections go
+--- workers: 2
+--- config
+    location = /SophonFace/api/events {
+        sophon_events;
+        sophon_events_db "$TEST_NGINX_SOPHON_DB" connections=4 queue=64 queue_timeout=10s;
+    }
+--- log_level: info
+--- request
+GET /SophonFace/api/events?per_page=1
+--- error_code: 200
+--- scenario: quit
+--- timeout: 10
+--- no_error_log
+[alert]
+[crit]
+[emerg]
+exited on signal
+no database connection
+too many requests wait
+cannot connect to the database
+the database did not answer in time
+the database answered
