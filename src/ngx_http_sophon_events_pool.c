@@ -763,17 +763,19 @@ ngx_http_sophon_events_conn_failed(ngx_http_sophon_events_conn_t *conn,
 
     ngx_http_sophon_events_conn_close(conn);
 
+    /*
+     * The waiting requests would fail the same way: let them try now
+     * rather than after their queue timeout.  Before the request ends:
+     * a connection opened after it may reuse its freed ngx_connection_t,
+     * which the caller still looks at.
+     */
+
+    ngx_http_sophon_events_pool_serve_waiting(pool);
+
     if (ctx) {
         ngx_http_sophon_events_query_failed(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
                                             "no database connection");
     }
-
-    /*
-     * The waiting requests would fail the same way: let them try now
-     * rather than after their queue timeout.
-     */
-
-    ngx_http_sophon_events_pool_serve_waiting(pool);
 }
 
 

@@ -574,6 +574,19 @@ ngx_http_sophon_events_query_failed(ngx_http_sophon_events_ctx_t *ctx,
 
     r = ctx->request;
 
+    /* first: "reason" may be libpq's, freed with its connection */
+
+    if (ctx->header_sent) {
+        /* no last chunk: the client must not take a cut page for whole */
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "sophon_events: answer cut after %ui events: %s",
+                      ctx->rows, reason);
+
+    } else {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "sophon_events: %s", reason);
+    }
+
     ngx_http_sophon_events_pool_abandon(ctx);
     ngx_http_sophon_events_pool_release(ctx, 0);
 
@@ -582,19 +595,12 @@ ngx_http_sophon_events_query_failed(ngx_http_sophon_events_ctx_t *ctx,
         ctx->result = NULL;
     }
 
+    ctx->done = 1;
+
     if (ctx->header_sent) {
-        /* no last chunk: the client must not take a cut page for whole */
-
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "sophon_events: answer cut after %ui events: %s",
-                      ctx->rows, reason);
-
         ngx_http_finalize_request(r, NGX_ERROR);
         return;
     }
-
-    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                  "sophon_events: %s", reason);
 
     switch (status) {
 
@@ -610,8 +616,6 @@ ngx_http_sophon_events_query_failed(ngx_http_sophon_events_ctx_t *ctx,
         message = &ngx_http_sophon_events_messages[2];
         break;
     }
-
-    ctx->done = 1;
 
     ngx_http_finalize_request(r,
                      ngx_http_sophon_events_send_error(r, status, message));
