@@ -14,22 +14,7 @@ use SophonTest;
 repeat_each(2);
 no_shuffle();
 
-add_response_body_check(\&SophonTest::check_body);
-
-our $Location = <<'_EOC_';
-    location = /SophonFace/api/events {
-        sophon_events;
-        sophon_events_db "$TEST_NGINX_SOPHON_DB";
-    }
-_EOC_
-
-add_block_preprocessor(sub {
-    my $block = shift;
-
-    if (!defined $block->config) {
-        $block->set_value("config", $Location);
-    }
-});
+SophonTest::use_standard_location();
 
 # Helpers for "--- request eval" (Test::Base evaluates those outside of
 # main, hence the main:: prefix in the blocks).

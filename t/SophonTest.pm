@@ -213,6 +213,27 @@ sub check_body {
               "$name - each event is the stored document");
 }
 
+# the events location every block gets unless it brings its own config
+our $Location = <<'_EOC_';
+    location = /SophonFace/api/events {
+        sophon_events;
+        sophon_events_db "$TEST_NGINX_SOPHON_DB";
+    }
+_EOC_
+
+# for a test file: the standard location, and every body checked
+sub use_standard_location {
+    Test::Nginx::Socket::add_response_body_check(\&check_body);
+
+    Test::Nginx::Socket::add_block_preprocessor(sub {
+        my $block = shift;
+
+        if (!defined $block->config) {
+            $block->set_value("config", $Location);
+        }
+    });
+}
+
 # percent-encodes a query value (UTF-8)
 sub uri {
     my ($s) = @_;
