@@ -224,8 +224,17 @@ CREATE OR REPLACE FUNCTION sophon_events_total(gte double precision,
     lte double precision, devices text[], types smallint[])
 RETURNS bigint LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
 DECLARE
-    first_hour  bigint := ceil(gte::numeric / 3600);   -- wholly >= gte
-    end_hour    bigint := floor(lte::numeric / 3600);  -- not wholly <= lte
+    -- the first hour wholly >= gte, the first not wholly <= lte; clamped
+    -- to bigint: no stored event's hour is outside it (its insert fails);
+    -- NULL stays NULL (least() and greatest() would drop it)
+    first_hour  bigint := CASE WHEN gte IS NOT NULL THEN
+                              ceil(least(greatest(gte::numeric / 3600,
+                                                  -9223372036854775807),
+                                         9223372036854775807)) END;
+    end_hour    bigint := CASE WHEN lte IS NOT NULL THEN
+                              floor(least(greatest(lte::numeric / 3600,
+                                                   -9223372036854775807),
+                                          9223372036854775807)) END;
     total       bigint;
     edge        bigint;
 BEGIN
@@ -259,7 +268,7 @@ BEGIN
     IF gte IS NOT NULL THEN
         SELECT count(*) INTO edge
           FROM sophon_events e
-         WHERE e.ts >= gte AND e.ts < first_hour * 3600
+         WHERE e.ts >= gte AND e.ts < first_hour::float8 * 3600
            AND (devices IS NULL OR e.device_id = ANY (devices))
            AND (types IS NULL OR e.person_type = ANY (types));
 
@@ -269,7 +278,7 @@ BEGIN
     IF lte IS NOT NULL THEN
         SELECT count(*) INTO edge
           FROM sophon_events e
-         WHERE e.ts >= end_hour * 3600 AND e.ts <= lte
+         WHERE e.ts >= end_hour::float8 * 3600 AND e.ts <= lte
            AND (devices IS NULL OR e.device_id = ANY (devices))
            AND (types IS NULL OR e.person_type = ANY (types));
 
