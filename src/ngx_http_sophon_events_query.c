@@ -214,7 +214,7 @@ ngx_http_sophon_events_query_resume(ngx_http_sophon_events_ctx_t *ctx)
 
     if (ngx_http_sophon_events_output_flush(ctx, 0) == NGX_ERROR) {
         ngx_http_sophon_events_query_failed(ctx,
-                                            NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                            NGX_HTTP_CLIENT_CLOSED_REQUEST,
                                             "the client connection failed");
         return;
     }
@@ -222,7 +222,7 @@ ngx_http_sophon_events_query_resume(ngx_http_sophon_events_ctx_t *ctx)
     if (!ngx_http_sophon_events_output_ready(ctx)) {
         if (ngx_http_sophon_events_query_wait_client(ctx) != NGX_OK) {
             ngx_http_sophon_events_query_failed(ctx,
-                                            NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                            NGX_HTTP_CLIENT_CLOSED_REQUEST,
                                             "the client connection failed");
         }
 
@@ -255,7 +255,7 @@ ngx_http_sophon_events_query_read(ngx_http_sophon_events_ctx_t *ctx)
 
                 if (rc == NGX_ERROR) {
                     ngx_http_sophon_events_query_failed(ctx,
-                                        NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                        NGX_HTTP_CLIENT_CLOSED_REQUEST,
                                         "the client connection failed");
                     return;
                 }
@@ -270,7 +270,7 @@ ngx_http_sophon_events_query_read(ngx_http_sophon_events_ctx_t *ctx)
 
                 if (ngx_http_sophon_events_query_wait_client(ctx) != NGX_OK) {
                     ngx_http_sophon_events_query_failed(ctx,
-                                        NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                        NGX_HTTP_CLIENT_CLOSED_REQUEST,
                                         "the client connection failed");
                 }
 
@@ -294,7 +294,7 @@ ngx_http_sophon_events_query_read(ngx_http_sophon_events_ctx_t *ctx)
                 if (ngx_http_sophon_events_output_flush(ctx, 1) == NGX_ERROR)
                 {
                     ngx_http_sophon_events_query_failed(ctx,
-                                        NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                        NGX_HTTP_CLIENT_CLOSED_REQUEST,
                                         "the client connection failed");
                 }
 
@@ -400,13 +400,13 @@ ngx_http_sophon_events_query_result(ngx_http_sophon_events_ctx_t *ctx,
     step = ctx->steps[ctx->step];
     conn = ctx->conn;
 
-    if (step == NGX_HTTP_SOPHON_EVENTS_STEP_PAGE) {
-        /* had the Parse failed, the Execute would have been aborted */
+    if (step == NGX_HTTP_SOPHON_EVENTS_STEP_PREPARE) {
+        /* it exists on the server now, whatever happens to the Execute */
         conn->prepared[ctx->shape / 8] |= 1 << (ctx->shape % 8);
+    }
 
-        if (PQntuples(res) > 0) {
-            return ngx_http_sophon_events_query_rows(ctx, res);
-        }
+    if (step == NGX_HTTP_SOPHON_EVENTS_STEP_PAGE && PQntuples(res) > 0) {
+        return ngx_http_sophon_events_query_rows(ctx, res);
     }
 
     PQclear(res);
@@ -537,18 +537,16 @@ ngx_http_sophon_events_query_done(ngx_http_sophon_events_ctx_t *ctx)
     r = ctx->request;
     ctx->db_time = ngx_current_msec - ctx->db_start;
 
-    /* the connection is clean after a Sync unless a failure left a
-     * transaction open: the pool checks */
-
-    ngx_http_sophon_events_pool_release(ctx, 1);
-
     status = ctx->error_status;
 
     if (status) {
+        /* an error nobody expected: do not bet on the connection again */
         ngx_http_sophon_events_query_failed(ctx, status,
                                             "the database answered an error");
         return;
     }
+
+    ngx_http_sophon_events_pool_release(ctx, 1);
 
     if (!ctx->header_sent
         && ngx_http_sophon_events_output_start(ctx) != NGX_OK)
@@ -570,20 +568,28 @@ ngx_http_sophon_events_query_failed(ngx_http_sophon_events_ctx_t *ctx,
     ngx_uint_t status, const char *reason)
 {
     ngx_str_t           *message;
+    ngx_uint_t           level;
     ngx_http_request_t  *r;
 
     r = ctx->request;
 
-    /* first: "reason" may be libpq's, freed with its connection */
+    /*
+     * First: "reason" may be libpq's, freed with its connection.  A client
+     * that goes away is its own business, not an error of the service.
+     */
+
+    level = (status == NGX_HTTP_CLIENT_CLOSED_REQUEST
+             || status == NGX_HTTP_REQUEST_TIME_OUT)
+            ? NGX_LOG_INFO : NGX_LOG_ERR;
 
     if (ctx->header_sent) {
         /* no last chunk: the client must not take a cut page for whole */
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+        ngx_log_error(level, r->connection->log, 0,
                       "sophon_events: answer cut after %ui events: %s",
                       ctx->rows, reason);
 
     } else {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+        ngx_log_error(level, r->connection->log, 0,
                       "sophon_events: %s", reason);
     }
 
@@ -599,6 +605,12 @@ ngx_http_sophon_events_query_failed(ngx_http_sophon_events_ctx_t *ctx,
 
     if (ctx->header_sent) {
         ngx_http_finalize_request(r, NGX_ERROR);
+        return;
+    }
+
+    if (level == NGX_LOG_INFO) {
+        /* nobody to answer */
+        ngx_http_finalize_request(r, status);
         return;
     }
 
