@@ -80,6 +80,8 @@ static ngx_int_t ngx_http_sophon_events_array_literal(ngx_pool_t *pool,
 static ngx_int_t ngx_http_sophon_events_fail(
     ngx_http_sophon_events_parse_t *p, const char *fmt, ...);
 
+static ngx_int_t ngx_http_sophon_events_json_surrogates_paired(
+    ngx_str_t *value);
 static int ngx_http_sophon_events_json_refuse(void *data);
 static int ngx_http_sophon_events_json_refuse_bool(void *data, int value);
 static int ngx_http_sophon_events_json_start_array(void *data);
@@ -704,6 +706,11 @@ ngx_http_sophon_events_add_json_list(ngx_http_sophon_events_parse_t *p,
     error->len = 0;
     p->list_depth = 0;
 
+    if (ngx_http_sophon_events_json_surrogates_paired(value) != NGX_OK) {
+        return ngx_http_sophon_events_fail(p, "%V: has an item that is not "
+                                           "valid UTF-8 text", &p->param->name);
+    }
+
     h = yajl_alloc(&ngx_http_sophon_events_json_callbacks, NULL, p);
     if (h == NULL) {
         return NGX_ERROR;
@@ -743,6 +750,71 @@ static int
 ngx_http_sophon_events_json_refuse_bool(void *data, int value)
 {
     return 0;
+}
+
+
+/*
+ * yajl turns a lone surrogate escape ("\ud800") into "?" and joins a high
+ * one to whatever escape follows: check the pairs ourselves, first.
+ */
+
+static ngx_int_t
+ngx_http_sophon_events_json_surrogates_paired(ngx_str_t *value)
+{
+    u_char      *s, *end;
+    ngx_int_t    cp;
+    ngx_uint_t   high;
+
+    s = value->data;
+    end = value->data + value->len;
+    high = 0;
+
+    while (s < end) {
+
+        if (*s != '\\' || end - s < 2) {
+            if (high) {
+                return NGX_DECLINED;
+            }
+
+            s++;
+            continue;
+        }
+
+        if (s[1] != 'u') {
+            /* another escape, "\\u0041" among them: two characters */
+            if (high) {
+                return NGX_DECLINED;
+            }
+
+            s += 2;
+            continue;
+        }
+
+        cp = (end - s >= 6) ? ngx_hextoi(s + 2, 4) : NGX_ERROR;
+
+        if (cp == NGX_ERROR) {
+            /* yajl refuses it */
+            return NGX_OK;
+        }
+
+        if (cp >= 0xdc00 && cp <= 0xdfff) {
+            if (!high) {
+                return NGX_DECLINED;
+            }
+
+            high = 0;
+
+        } else if (high) {
+            return NGX_DECLINED;
+
+        } else if (cp >= 0xd800 && cp <= 0xdbff) {
+            high = 1;
+        }
+
+        s += 6;
+    }
+
+    return high ? NGX_DECLINED : NGX_OK;
 }
 
 
