@@ -5,6 +5,7 @@
 #   make demo-stop       stop it
 #   make test            the whole test suite (T=t/003-foo.t for one file)
 #   make test-asan       the same against an AddressSanitizer+UBSan build
+#   make test-valgrind   the same with nginx under valgrind
 #   make fuzz            libFuzzer on the query-string parser (FUZZ_SECONDS)
 #
 # NGINX_SRC=/path/to/nginx-x.y.z builds against another nginx source tree.
@@ -15,7 +16,8 @@ SANITIZE = -fsanitize=address,undefined -fno-sanitize-recover=undefined
 
 FUZZ_SECONDS = 60
 
-.PHONY: all module deps test test-asan fuzz demo demo-stop clean
+.PHONY: all module deps test test-asan test-valgrind fuzz demo demo-stop \
+	clean
 
 all: module
 
@@ -38,6 +40,12 @@ test-asan: deps
 	SOPHON_SANITIZE=1 \
 	SOPHON_MODULE=$(CURDIR)/build/asan/ngx_http_sophon_events_module.so \
 	util/run-tests $(T)
+
+# the suite with nginx under valgrind (valgrind.suppress: nginx's own);
+# nginx unloads the module before the leak check: keep its symbols
+test-valgrind: deps module
+	VALGRIND_OPTS=--keep-debuginfo=yes TEST_NGINX_TIMEOUT=30 \
+	TEST_NGINX_USE_VALGRIND=1 util/run-tests $(T)
 
 # the query-string parser under libFuzzer, for FUZZ_SECONDS
 fuzz: deps module
