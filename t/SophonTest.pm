@@ -189,6 +189,10 @@ sub check_body {
     my $request = ref $block->request ? $block->request->[$req_idx]
                                       : $block->request;
 
+    # a --- raw_request block has no request section: its bytes are its own
+    $request //= ($block->can('raw_request') && $block->raw_request) // '';
+    $request = '' if ref $request;
+
     return if !defined $body || $body eq '';
     return if $request =~ /^HEAD /;
 
