@@ -520,6 +520,15 @@ ngx_http_sophon_events_merge_loc_conf(ngx_conf_t *cf, void *parent,
         return NGX_CONF_ERROR;
     }
 
+    /* the envelope never waits for a buffer: keep what it can add small */
+
+    if (conf->bufs.size < 256) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"sophon_events_buffers\" size must be at least "
+                           "256 bytes");
+        return NGX_CONF_ERROR;
+    }
+
     if (conf->max_value_length == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"sophon_events_max_value_length\" must not be 0");
