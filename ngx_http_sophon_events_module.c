@@ -42,6 +42,7 @@ static char *ngx_http_sophon_events(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_sophon_events_db(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static ngx_int_t ngx_http_sophon_events_init_process(ngx_cycle_t *cycle);
 static void ngx_http_sophon_events_exit_process(ngx_cycle_t *cycle);
 
 
@@ -148,7 +149,7 @@ ngx_module_t  ngx_http_sophon_events_module = {
     NGX_HTTP_MODULE,                        /* module type */
     NULL,                                   /* init master */
     NULL,                                   /* init module */
-    NULL,                                   /* init process */
+    ngx_http_sophon_events_init_process,    /* init process */
     NULL,                                   /* init thread */
     NULL,                                   /* exit thread */
     ngx_http_sophon_events_exit_process,    /* exit process */
@@ -357,8 +358,11 @@ ngx_http_sophon_events_cleanup(void *data)
         ctx->result = NULL;
     }
 
-    /* a connection in the middle of a query is closed, not reused */
-    ngx_http_sophon_events_pool_release(ctx, 0);
+    /*
+     * A connection in the middle of a query is closed, not reused; one the
+     * request never sent anything on goes back to the pool.
+     */
+    ngx_http_sophon_events_pool_release(ctx, ctx->nsteps == 0);
 }
 
 
@@ -670,6 +674,33 @@ invalid:
 
 
 /* a worker that exits closes its idle database connections */
+
+/*
+ * libpq's sockets are watched edge-triggered: with select or poll an idle,
+ * always writable database socket would spin the worker.
+ */
+
+static ngx_int_t
+ngx_http_sophon_events_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_sophon_events_main_conf_t  *smcf;
+
+    smcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_sophon_events_module);
+
+    if (smcf == NULL || smcf->pools.nelts == 0
+        || (ngx_event_flags & NGX_USE_CLEAR_EVENT))
+    {
+        return NGX_OK;
+    }
+
+    ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                  "sophon_events needs an edge-triggered event method "
+                  "(epoll, kqueue)");
+
+    return NGX_ERROR;
+}
+
 
 static void
 ngx_http_sophon_events_exit_process(ngx_cycle_t *cycle)

@@ -108,6 +108,7 @@ struct ngx_http_sophon_events_ctx_s {
     size_t                                 row_sent;
 
     unsigned                               queued:1;
+    unsigned                               paused:1;   /* client behind */
     unsigned                               header_sent:1;
     unsigned                               discard:1;  /* HEAD */
     unsigned                               out_failed:1;

@@ -468,6 +468,7 @@ ngx_http_sophon_events_conn_watch(ngx_http_sophon_events_conn_t *conn)
 
     if (ngx_add_conn) {
         if (ngx_add_conn(c) == NGX_OK) {
+            conn->watched = 1;
             return NGX_OK;
         }
 
@@ -476,6 +477,7 @@ ngx_http_sophon_events_conn_watch(ngx_http_sophon_events_conn_t *conn)
                && ngx_add_event(c->write, NGX_WRITE_EVENT, NGX_CLEAR_EVENT)
                   == NGX_OK)
     {
+        conn->watched = 1;
         return NGX_OK;
     }
 
@@ -524,8 +526,10 @@ ngx_http_sophon_events_conn_unwatch(ngx_http_sophon_events_conn_t *conn)
      * then forgot it already, and asking it again would be an error
      */
 
-    flags = ngx_http_sophon_events_conn_same_socket(conn) ? 0
-                                                         : NGX_CLOSE_EVENT;
+    flags = (conn->watched && ngx_http_sophon_events_conn_same_socket(conn))
+            ? 0 : NGX_CLOSE_EVENT;
+
+    conn->watched = 0;
 
     conn->connection = NULL;
 
@@ -558,8 +562,9 @@ ngx_http_sophon_events_conn_unwatch(ngx_http_sophon_events_conn_t *conn)
         ngx_delete_posted_event(c->write);
     }
 
-    c->fd = (ngx_socket_t) -1;
+    /* as ngx_close_connection() does: the slot by its fd first */
     ngx_free_connection(c);
+    c->fd = (ngx_socket_t) -1;
 }
 
 

@@ -52,6 +52,7 @@ struct ngx_http_sophon_events_conn_s {
     ngx_http_sophon_events_ctx_t        *ctx;         /* its request */
     ngx_http_sophon_events_conn_state_e  state;
     ngx_msec_t                           connect_timeout;
+    unsigned                             watched:1;   /* in the loop */
     uint8_t                              prepared[
                                             NGX_HTTP_SOPHON_EVENTS_SHAPES / 8];
 };

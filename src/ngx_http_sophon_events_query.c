@@ -219,17 +219,26 @@ ngx_http_sophon_events_query_resume(ngx_http_sophon_events_ctx_t *ctx)
         return;
     }
 
-    if (!ngx_http_sophon_events_output_ready(ctx)) {
-        if (ngx_http_sophon_events_query_wait_client(ctx) != NGX_OK) {
-            ngx_http_sophon_events_query_failed(ctx,
+    /* the client's send_timeout runs only while it is behind */
+
+    if (ngx_http_sophon_events_query_wait_client(ctx) != NGX_OK) {
+        ngx_http_sophon_events_query_failed(ctx,
                                             NGX_HTTP_CLIENT_CLOSED_REQUEST,
                                             "the client connection failed");
-        }
-
         return;
     }
 
-    ngx_http_sophon_events_conn_timer(ctx->conn, ctx->conf->query_timeout);
+    if (!ngx_http_sophon_events_output_ready(ctx)) {
+        return;
+    }
+
+    if (ctx->paused) {
+        /* the database's time starts again where the client held it */
+        ctx->paused = 0;
+        ngx_http_sophon_events_conn_timer(ctx->conn,
+                                          ctx->conf->query_timeout);
+    }
+
     ngx_http_sophon_events_query_read(ctx);
 }
 
@@ -266,6 +275,7 @@ ngx_http_sophon_events_query_read(ngx_http_sophon_events_ctx_t *ctx)
 
                 /* the client is behind: leave the rows in the socket */
 
+                ctx->paused = 1;
                 ngx_http_sophon_events_conn_timer(conn, 0);
 
                 if (ngx_http_sophon_events_query_wait_client(ctx) != NGX_OK) {
@@ -291,7 +301,9 @@ ngx_http_sophon_events_query_read(ngx_http_sophon_events_ctx_t *ctx)
             if (rc == NGX_AGAIN) {
                 /* what we have goes out while the database works */
 
-                if (ngx_http_sophon_events_output_flush(ctx, 1) == NGX_ERROR)
+                if (ngx_http_sophon_events_output_flush(ctx, 1) == NGX_ERROR
+                    || ngx_http_sophon_events_query_wait_client(ctx)
+                       != NGX_OK)
                 {
                     ngx_http_sophon_events_query_failed(ctx,
                                         NGX_HTTP_CLIENT_CLOSED_REQUEST,
