@@ -67,13 +67,6 @@ typedef struct {
 } ngx_http_sophon_events_loc_conf_t;
 
 
-/* what a finished or failed request answers, in the contract's terms */
-typedef struct {
-    ngx_uint_t                      status;      /* HTTP status */
-    ngx_str_t                       message;
-} ngx_http_sophon_events_error_t;
-
-
 struct ngx_http_sophon_events_ctx_s {
     ngx_http_request_t                    *request;
     ngx_http_sophon_events_loc_conf_t     *conf;
