@@ -81,9 +81,9 @@ valid_json(const u_char *p, size_t n)
 
 
 /*
- * A doc is valid as an array element, the way the answer embeds it: yajl
- * takes "2\"x" alone (a number, then a string it is still waiting for),
- * so asking about the doc alone is not enough.
+ * A doc is valid alone and as an array element, the way the answer embeds
+ * it: yajl takes "2\"x" alone (a number, then a string it is still
+ * waiting for), and "" in brackets is an empty array.
  */
 
 static int
@@ -99,7 +99,7 @@ valid_element(const char *text, size_t len)
     memcpy(p + 1, text, len);
     p[len + 1] = ']';
 
-    ok = valid_json(p, len + 2);
+    ok = valid_json((u_char *) text, len) && valid_json(p, len + 2);
     free(p);
 
     return ok;
