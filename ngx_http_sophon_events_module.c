@@ -351,18 +351,11 @@ ngx_http_sophon_events_cleanup(void *data)
 {
     ngx_http_sophon_events_ctx_t  *ctx = data;
 
-    ngx_http_sophon_events_pool_abandon(ctx);
-
-    if (ctx->result) {
-        PQclear(ctx->result);
-        ctx->result = NULL;
-    }
-
     /*
      * A connection in the middle of a query is closed, not reused; one the
      * request never sent anything on goes back to the pool.
      */
-    ngx_http_sophon_events_pool_release(ctx, ctx->nsteps == 0);
+    ngx_http_sophon_events_query_detach(ctx, ctx->nsteps == 0);
 }
 
 

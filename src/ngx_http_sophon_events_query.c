@@ -605,13 +605,7 @@ ngx_http_sophon_events_query_failed(ngx_http_sophon_events_ctx_t *ctx,
                       "sophon_events: %s", reason);
     }
 
-    ngx_http_sophon_events_pool_abandon(ctx);
-    ngx_http_sophon_events_pool_release(ctx, 0);
-
-    if (ctx->result) {
-        PQclear(ctx->result);
-        ctx->result = NULL;
-    }
+    ngx_http_sophon_events_query_detach(ctx, 0);
 
     ctx->done = 1;
 
@@ -643,4 +637,24 @@ ngx_http_sophon_events_query_failed(ngx_http_sophon_events_ctx_t *ctx,
 
     ngx_http_finalize_request(r,
                      ngx_http_sophon_events_send_error(r, status, message));
+}
+
+
+/*
+ * The request lets go of the database: it leaves the queue, drops the rows
+ * it holds, and gives its connection back, or has it closed.
+ */
+
+void
+ngx_http_sophon_events_query_detach(ngx_http_sophon_events_ctx_t *ctx,
+    ngx_uint_t reusable)
+{
+    ngx_http_sophon_events_pool_abandon(ctx);
+
+    if (ctx->result) {
+        PQclear(ctx->result);
+        ctx->result = NULL;
+    }
+
+    ngx_http_sophon_events_pool_release(ctx, reusable);
 }

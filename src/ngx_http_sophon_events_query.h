@@ -21,6 +21,10 @@ void ngx_http_sophon_events_query_handler(ngx_http_sophon_events_ctx_t *ctx);
 /* the client took some output: read on */
 void ngx_http_sophon_events_query_resume(ngx_http_sophon_events_ctx_t *ctx);
 
+/* leave the queue, drop held rows, release the connection */
+void ngx_http_sophon_events_query_detach(ngx_http_sophon_events_ctx_t *ctx,
+    ngx_uint_t reusable);
+
 /* the request ends with "status", or, once a 200 has started, is cut */
 void ngx_http_sophon_events_query_failed(ngx_http_sophon_events_ctx_t *ctx,
     ngx_uint_t status, const char *reason);
