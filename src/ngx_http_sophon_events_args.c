@@ -23,6 +23,7 @@ typedef enum {
     NGX_HTTP_SOPHON_EVENTS_ARG_PER_PAGE = 0,
     NGX_HTTP_SOPHON_EVENTS_ARG_PAGE,
     NGX_HTTP_SOPHON_EVENTS_ARG_TOP_K,
+    NGX_HTTP_SOPHON_EVENTS_ARG_WITH_FEATURE,
     NGX_HTTP_SOPHON_EVENTS_ARG_NUMBER,
     NGX_HTTP_SOPHON_EVENTS_ARG_STRING,
     NGX_HTTP_SOPHON_EVENTS_ARG_SUBSTRING,
@@ -63,6 +64,8 @@ static ngx_int_t ngx_http_sophon_events_set_value(
     ngx_http_sophon_events_parse_t *p, ngx_str_t *value);
 static ngx_int_t ngx_http_sophon_events_parse_uint(ngx_str_t *value,
     ngx_uint_t min, ngx_uint_t max, ngx_uint_t *out);
+static ngx_int_t ngx_http_sophon_events_parse_flag(ngx_str_t *value,
+    ngx_uint_t *out);
 static ngx_int_t ngx_http_sophon_events_parse_number(
     ngx_http_sophon_events_parse_t *p, ngx_str_t *value, ngx_str_t *out);
 static ngx_int_t ngx_http_sophon_events_like_pattern(ngx_pool_t *pool,
@@ -97,6 +100,9 @@ static ngx_http_sophon_events_param_t  ngx_http_sophon_events_params[] = {
     { ngx_string("per_page"), NGX_HTTP_SOPHON_EVENTS_ARG_PER_PAGE, 0 },
     { ngx_string("page"), NGX_HTTP_SOPHON_EVENTS_ARG_PAGE, 0 },
     { ngx_string("top_k"), NGX_HTTP_SOPHON_EVENTS_ARG_TOP_K, 0 },
+
+    { ngx_string("with_feature"), NGX_HTTP_SOPHON_EVENTS_ARG_WITH_FEATURE,
+      0 },
 
     { ngx_string("datetime_gte"), NGX_HTTP_SOPHON_EVENTS_ARG_NUMBER,
       NGX_HTTP_SOPHON_EVENTS_DATETIME_GTE },
@@ -166,6 +172,7 @@ ngx_http_sophon_events_parse_args(ngx_pool_t *pool, ngx_str_t *query,
     parse.error = error;
 
     args->per_page = limits->per_page_default;
+    args->with_feature = 1;
 
     p = query->data;
     end = query->data + query->len;
@@ -467,6 +474,16 @@ ngx_http_sophon_events_set_value(ngx_http_sophon_events_parse_t *p,
         args->top_k = n;
         return NGX_OK;
 
+    case NGX_HTTP_SOPHON_EVENTS_ARG_WITH_FEATURE:
+        if (ngx_http_sophon_events_parse_flag(value, &args->with_feature)
+            != NGX_OK)
+        {
+            return ngx_http_sophon_events_fail(p,
+                          "with_feature: must be 1, 0, true or false");
+        }
+
+        return NGX_OK;
+
     case NGX_HTTP_SOPHON_EVENTS_ARG_NUMBER:
         return ngx_http_sophon_events_parse_number(p, value,
                                                &args->filter[param->filter]);
@@ -518,6 +535,29 @@ ngx_http_sophon_events_parse_uint(ngx_str_t *value, ngx_uint_t min,
     *out = n;
 
     return NGX_OK;
+}
+
+
+/* the spellings of a boolean that query strings use, and only those */
+
+static ngx_int_t
+ngx_http_sophon_events_parse_flag(ngx_str_t *value, ngx_uint_t *out)
+{
+    if ((value->len == 1 && value->data[0] == '1')
+        || (value->len == 4 && ngx_strncmp(value->data, "true", 4) == 0))
+    {
+        *out = 1;
+        return NGX_OK;
+    }
+
+    if ((value->len == 1 && value->data[0] == '0')
+        || (value->len == 5 && ngx_strncmp(value->data, "false", 5) == 0))
+    {
+        *out = 0;
+        return NGX_OK;
+    }
+
+    return NGX_DECLINED;
 }
 
 

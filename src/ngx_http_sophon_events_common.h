@@ -41,6 +41,7 @@ typedef struct {
     ngx_uint_t                      per_page;
     ngx_uint_t                      page;
     ngx_uint_t                      top_k;        /* 0: no cap */
+    ngx_uint_t                      with_feature; /* 0: left out */
     ngx_str_t                       filter[NGX_HTTP_SOPHON_EVENTS_NFILTERS];
 } ngx_http_sophon_events_query_args_t;
 

@@ -14,8 +14,12 @@
 #include <poll.h>
 
 
-/* one bit per filter set: has this connection prepared its statements? */
-#define NGX_HTTP_SOPHON_EVENTS_SHAPES  (1 << NGX_HTTP_SOPHON_EVENTS_NFILTERS)
+/*
+ * one bit per statement shape (the filter set, and with_feature): has this
+ * connection prepared it?
+ */
+#define NGX_HTTP_SOPHON_EVENTS_SHAPES                                         \
+    (1 << (NGX_HTTP_SOPHON_EVENTS_NFILTERS + 1))
 
 
 struct ngx_http_sophon_events_pool_s {

@@ -2,11 +2,12 @@
 /*
  * ngx_http_sophon_events_module: the statement, built from the filter set.
  *
- * Its text depends only on which filters are present, never on their
- * values: those are always bound parameters, lists included (one array
- * parameter each).  So a connection prepares each shape once, and at most
- * 2^NFILTERS shapes exist.  Parameters: $1 the page's limit, $2 its offset,
- * $3 top_k (NULL: none), then the filters present, in the filters' order.
+ * Its text depends only on which filters are present and on with_feature,
+ * never on their values: those are always bound parameters, lists included
+ * (one array parameter each).  So a connection prepares each shape once,
+ * and at most 2^(NFILTERS + 1) shapes exist.  Parameters: $1 the page's
+ * limit, $2 its offset, $3 top_k (NULL: none), then the filters present,
+ * in the filters' order.
  *
  * One statement answers a request, so the total and the page read one
  * snapshot.  Each row is (total, doc); a page past the end is one row with
@@ -51,17 +52,21 @@
      | ngx_http_sophon_events_bit(NGX_HTTP_SOPHON_EVENTS_STREAMS)             \
      | ngx_http_sophon_events_bit(NGX_HTTP_SOPHON_EVENTS_USER_TYPE))
 
+/* the shape's bit past the filters': leave the feature vector out */
+#define NGX_HTTP_SOPHON_EVENTS_NO_FEATURE                                     \
+    ngx_http_sophon_events_bit(NGX_HTTP_SOPHON_EVENTS_NFILTERS)
+
 /* $1, $2, $3, then the filters */
 #define NGX_HTTP_SOPHON_EVENTS_FIRST_FILTER  4
 
 
 static u_char *ngx_http_sophon_events_sql_ids(u_char *p, u_char *last,
-    ngx_uint_t shape, const char *order);
+    ngx_uint_t filters, const char *order);
 static u_char *ngx_http_sophon_events_sql_conditions(u_char *p, u_char *last,
-    ngx_uint_t shape);
+    ngx_uint_t filters);
 static u_char *ngx_http_sophon_events_sql_total(u_char *p, u_char *last,
-    ngx_uint_t shape);
-static ngx_uint_t ngx_http_sophon_events_sql_param(ngx_uint_t shape,
+    ngx_uint_t filters);
+static ngx_uint_t ngx_http_sophon_events_sql_param(ngx_uint_t filters,
     ngx_uint_t filter);
 
 
@@ -106,6 +111,10 @@ ngx_http_sophon_events_sql_shape(ngx_http_sophon_events_query_args_t *args)
         }
     }
 
+    if (!args->with_feature) {
+        shape |= NGX_HTTP_SOPHON_EVENTS_NO_FEATURE;
+    }
+
     return shape;
 }
 
@@ -114,9 +123,11 @@ ngx_int_t
 ngx_http_sophon_events_sql_text(ngx_pool_t *pool, ngx_uint_t shape,
     ngx_str_t *text)
 {
-    u_char  *p, *last;
-    size_t   len;
+    u_char      *p, *last;
+    size_t       len;
+    ngx_uint_t   filters;
 
+    filters = shape & ~NGX_HTTP_SOPHON_EVENTS_NO_FEATURE;
     len = 4096;
 
     p = ngx_pnalloc(pool, len);
@@ -128,24 +139,42 @@ ngx_http_sophon_events_sql_text(ngx_pool_t *pool, ngx_uint_t shape,
     last = p + len - 1;
 
     p = ngx_slprintf(p, last, "WITH t AS MATERIALIZED (SELECT ");
-    p = ngx_http_sophon_events_sql_total(p, last, shape);
+    p = ngx_http_sophon_events_sql_total(p, last, filters);
     p = ngx_slprintf(p, last,
                      " AS n) SELECT least(t.n, $3::int8), p.doc"
-                     " FROM t LEFT JOIN LATERAL ("
-                     "SELECT e.doc FROM (");
+                     " FROM t LEFT JOIN LATERAL (SELECT ");
 
-    if (shape & ~NGX_HTTP_SOPHON_EVENTS_COUNTED) {
-        p = ngx_http_sophon_events_sql_ids(p, last, shape, "ts DESC, id DESC");
+    if (shape & NGX_HTTP_SOPHON_EVENTS_NO_FEATURE) {
+        /*
+         * #- fails on a path through an array: only an object loses its
+         * "feature"; and what is left out is never converted to text
+         */
+        p = ngx_slprintf(p, last,
+                         "CASE WHEN jsonb_typeof(e.doc -> 'common'"
+                         " -> 'recognize_face_attr') = 'object'"
+                         " THEN e.doc #- '{common,recognize_face_attr,feature}'"
+                         " ELSE e.doc END AS doc");
+
+    } else {
+        p = ngx_slprintf(p, last, "e.doc");
+    }
+
+    p = ngx_slprintf(p, last, " FROM (");
+
+    if (filters & ~NGX_HTTP_SOPHON_EVENTS_COUNTED) {
+        p = ngx_http_sophon_events_sql_ids(p, last, filters,
+                                           "ts DESC, id DESC");
         p = ngx_slprintf(p, last, " LIMIT $1::int8 OFFSET $2::int8");
 
     } else {
         p = ngx_slprintf(p, last, "SELECT id, ts FROM (");
-        p = ngx_http_sophon_events_sql_ids(p, last, shape, "ts DESC, id DESC");
+        p = ngx_http_sophon_events_sql_ids(p, last, filters,
+                                           "ts DESC, id DESC");
         p = ngx_slprintf(p, last,
                          " LIMIT $1::int8 OFFSET $2::int8) f"
                          " WHERE $2::int8 <= t.n / 2"
                          " UNION ALL SELECT id, ts FROM (");
-        p = ngx_http_sophon_events_sql_ids(p, last, shape, "ts, id");
+        p = ngx_http_sophon_events_sql_ids(p, last, filters, "ts, id");
         p = ngx_slprintf(p, last,
                          " LIMIT greatest(least($1::int8, t.n - $2::int8), 0)"
                          " OFFSET greatest(t.n - $2::int8 - $1::int8, 0)) b"
@@ -170,11 +199,11 @@ ngx_http_sophon_events_sql_text(ngx_pool_t *pool, ngx_uint_t shape,
 
 
 static u_char *
-ngx_http_sophon_events_sql_ids(u_char *p, u_char *last, ngx_uint_t shape,
+ngx_http_sophon_events_sql_ids(u_char *p, u_char *last, ngx_uint_t filters,
     const char *order)
 {
     p = ngx_slprintf(p, last, "SELECT id, ts FROM sophon_events WHERE true");
-    p = ngx_http_sophon_events_sql_conditions(p, last, shape);
+    p = ngx_http_sophon_events_sql_conditions(p, last, filters);
 
     return ngx_slprintf(p, last, " ORDER BY %s", order);
 }
@@ -182,14 +211,14 @@ ngx_http_sophon_events_sql_ids(u_char *p, u_char *last, ngx_uint_t shape,
 
 static u_char *
 ngx_http_sophon_events_sql_conditions(u_char *p, u_char *last,
-    ngx_uint_t shape)
+    ngx_uint_t filters)
 {
     ngx_uint_t  i;
 
     for (i = 0; i < NGX_HTTP_SOPHON_EVENTS_NFILTERS; i++) {
-        if (shape & ngx_http_sophon_events_bit(i)) {
+        if (filters & ngx_http_sophon_events_bit(i)) {
             p = ngx_slprintf(p, last, ngx_http_sophon_events_conditions[i],
-                             ngx_http_sophon_events_sql_param(shape, i));
+                             ngx_http_sophon_events_sql_param(filters, i));
         }
     }
 
@@ -198,15 +227,15 @@ ngx_http_sophon_events_sql_conditions(u_char *p, u_char *last,
 
 
 static u_char *
-ngx_http_sophon_events_sql_total(u_char *p, u_char *last, ngx_uint_t shape)
+ngx_http_sophon_events_sql_total(u_char *p, u_char *last, ngx_uint_t filters)
 {
     ngx_uint_t  i, filter;
 
-    if (shape & ~NGX_HTTP_SOPHON_EVENTS_COUNTED) {
+    if (filters & ~NGX_HTTP_SOPHON_EVENTS_COUNTED) {
         p = ngx_slprintf(p, last,
                          "(SELECT count(*) FROM (SELECT 1 FROM sophon_events"
                          " WHERE true");
-        p = ngx_http_sophon_events_sql_conditions(p, last, shape);
+        p = ngx_http_sophon_events_sql_conditions(p, last, filters);
 
         return ngx_slprintf(p, last, " LIMIT $3::int8) m)");
     }
@@ -220,9 +249,9 @@ ngx_http_sophon_events_sql_total(u_char *p, u_char *last, ngx_uint_t shape)
             p = ngx_slprintf(p, last, ", ");
         }
 
-        if (shape & ngx_http_sophon_events_bit(filter)) {
+        if (filters & ngx_http_sophon_events_bit(filter)) {
             p = ngx_slprintf(p, last, "$%ui::%s",
-                             ngx_http_sophon_events_sql_param(shape, filter),
+                             ngx_http_sophon_events_sql_param(filters, filter),
                              ngx_http_sophon_events_total_types[i]);
 
         } else {
@@ -237,14 +266,14 @@ ngx_http_sophon_events_sql_total(u_char *p, u_char *last, ngx_uint_t shape)
 /* parameters follow the filters' order: count the present ones before */
 
 static ngx_uint_t
-ngx_http_sophon_events_sql_param(ngx_uint_t shape, ngx_uint_t filter)
+ngx_http_sophon_events_sql_param(ngx_uint_t filters, ngx_uint_t filter)
 {
     ngx_uint_t  i, n;
 
     n = NGX_HTTP_SOPHON_EVENTS_FIRST_FILTER;
 
     for (i = 0; i < filter; i++) {
-        if (shape & ngx_http_sophon_events_bit(i)) {
+        if (filters & ngx_http_sophon_events_bit(i)) {
             n++;
         }
     }

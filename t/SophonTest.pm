@@ -166,8 +166,15 @@ sub expected {
              ? @match[$first .. _min($first + $per_page, $total) - 1]
              : ();
 
+    my @events = map { $_->{doc} } @page;
+
+    # with_feature=0|false: each event without its feature vector
+    if (defined $q->{with_feature} && $q->{with_feature} =~ /^(?:0|false)$/) {
+        @events = map { without_feature($_) } @events;
+    }
+
     return {
-        events => [ map { $_->{doc} } @page ],
+        events => \@events,
         pagination => {
             num_pages => int(($total + $per_page - 1) / $per_page),
             page => $page + 0,
@@ -178,6 +185,22 @@ sub expected {
 }
 
 sub _min { $_[0] < $_[1] ? $_[0] : $_[1] }
+
+# a copy of the document without common.recognize_face_attr.feature, where
+# that is an object's key; the fixture documents stay as they are
+sub without_feature {
+    my ($doc) = @_;
+    my $attr = ref $doc->{common} eq 'HASH'
+             ? $doc->{common}{recognize_face_attr} : undef;
+
+    return $doc if ref $attr ne 'HASH' || !exists $attr->{feature};
+
+    my %attr = %$attr;
+    delete $attr{feature};
+
+    return { %$doc, common => { %{ $doc->{common} },
+                                recognize_face_attr => \%attr } };
+}
 
 # add_response_body_check's callback: every body is JSON; a 200 from the
 # events location is exactly the page the fixtures give for its query
@@ -236,6 +259,25 @@ sub use_standard_location {
             $block->set_value("config", $Location);
         }
     });
+}
+
+# psql(SQL): the output of SQL run as the superuser
+# ($TEST_NGINX_SOPHON_ADMIN_DB), rows joined by newlines and columns by
+# "|"; dies on an error; never waits for long on a stuck server
+sub psql {
+    my ($sql) = @_;
+
+    local $ENV{PGCONNECT_TIMEOUT} = 5;
+    local $ENV{PGOPTIONS} = '-c statement_timeout=60s';
+
+    open my $fh, '-|', 'psql', $ENV{TEST_NGINX_SOPHON_ADMIN_DB}, '-X', '-q',
+         '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-c', $sql
+        or die "psql: $!\n";
+    my $out = do { local $/; <$fh> } // '';
+    close $fh or die "psql failed ($?): $sql\n";
+    chomp $out;
+
+    return $out;
 }
 
 # percent-encodes a query value (UTF-8)
