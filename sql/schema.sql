@@ -135,40 +135,43 @@ CREATE TABLE IF NOT EXISTS sophon_event_totals (
     PRIMARY KEY (device_id, person_type)
 );
 
--- adds sign * the rows of "rows" (a transition table) to both counts, in
--- key order so that concurrent writers lock counters in the same order
+-- adds the statement's rows (new_rows) and takes away the rows it removed
+-- (old_rows) from both counts.  Every writing statement locks counters in
+-- one global order (counts before totals, each in key order, an UPDATE's
+-- old and new rows merged into one pass), so concurrent statements never
+-- deadlock on the counters; a counter the statement leaves as it was is not
+-- touched at all.  (Transition tables are visible to EXECUTE; the text
+-- varies only because an INSERT trigger has no old_rows.)
 CREATE OR REPLACE FUNCTION sophon_events_count_rows()
 RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    delta  text := CASE TG_OP
+        WHEN 'INSERT' THEN
+            'SELECT ts, device_id, person_type, 1 AS n FROM new_rows'
+        WHEN 'DELETE' THEN
+            'SELECT ts, device_id, person_type, -1 AS n FROM old_rows'
+        ELSE
+            'SELECT ts, device_id, person_type, 1 AS n FROM new_rows'
+            ' UNION ALL '
+            'SELECT ts, device_id, person_type, -1 AS n FROM old_rows'
+        END;
 BEGIN
-    IF TG_OP IN ('DELETE', 'UPDATE') THEN
+    EXECUTE format($q$
         INSERT INTO sophon_event_counts AS c
         SELECT sophon_events_hour(ts), coalesce(device_id, ''),
-               person_type, -count(*)
-          FROM old_rows GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+               person_type, sum(n)
+          FROM (%s) r
+         GROUP BY 1, 2, 3 HAVING sum(n) <> 0 ORDER BY 1, 2, 3
         ON CONFLICT (hour, device_id, person_type)
-        DO UPDATE SET n = c.n + excluded.n;
+        DO UPDATE SET n = c.n + excluded.n$q$, delta);
 
+    EXECUTE format($q$
         INSERT INTO sophon_event_totals AS t
-        SELECT coalesce(device_id, ''), person_type, -count(*)
-          FROM old_rows GROUP BY 1, 2 ORDER BY 1, 2
+        SELECT coalesce(device_id, ''), person_type, sum(n)
+          FROM (%s) r
+         GROUP BY 1, 2 HAVING sum(n) <> 0 ORDER BY 1, 2
         ON CONFLICT (device_id, person_type)
-        DO UPDATE SET n = t.n + excluded.n;
-    END IF;
-
-    IF TG_OP IN ('INSERT', 'UPDATE') THEN
-        INSERT INTO sophon_event_counts AS c
-        SELECT sophon_events_hour(ts), coalesce(device_id, ''),
-               person_type, count(*)
-          FROM new_rows GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
-        ON CONFLICT (hour, device_id, person_type)
-        DO UPDATE SET n = c.n + excluded.n;
-
-        INSERT INTO sophon_event_totals AS t
-        SELECT coalesce(device_id, ''), person_type, count(*)
-          FROM new_rows GROUP BY 1, 2 ORDER BY 1, 2
-        ON CONFLICT (device_id, person_type)
-        DO UPDATE SET n = t.n + excluded.n;
-    END IF;
+        DO UPDATE SET n = t.n + excluded.n$q$, delta);
 
     RETURN NULL;
 END

@@ -11,6 +11,15 @@
 # sees exactly the rows it wrote.  The live rows are deleted before the
 # first block, after the last one and at exit, however the script ends.
 #
+# Then the same under inserts, deletes and updates at once: two psql
+# "churners" on the device "dev-churn-consistency", one inserting batches
+# and deleting older batches by id, the other deleting and re-typing random
+# rows (so both may delete the same row at the same moment), with events
+# over several hours so that time windows count partial hours.  At most a
+# few hundred rows live at a time, so a page of 1000 holds them all: its
+# length must be its total_count, whatever the writers do; once they are
+# done, every total and page is what the rows left in the database give.
+#
 # The live rows are not in the fixtures: SophonTest::check_body is not
 # used here.  Sections of this file:
 #   --- start_writer   start the writer before the block
@@ -20,9 +29,14 @@
 #                      pages are checked against the written documents
 #   --- all_ids        (with --- written) the pages of the block's requests
 #                      hold every written row
+#   --- start_churn    start the churners before the block
+#   --- churn          the block reads the churners' device
+#   --- wait_churn     wait for the churners, then read the rows they left
+#                      (with --- churn, --- written checks against those)
 
 use Test::Nginx::Socket 'no_plan';
 use lib 't';
+use SophonTest ();
 use JSON::PP ();
 use File::Temp ();
 use POSIX ();
@@ -33,6 +47,9 @@ no_shuffle();
 
 our $Device = 'dev-live-consistency';
 our $Rows = 2000;
+our $ChurnDevice = 'dev-churn-consistency';
+our $ChurnRows = 1200;
+our $ChurnBase = 1800100000;    # its events: 4 hours from here
 
 my $MainPid = $$;
 my $json = JSON::PP->new->utf8->canonical;
@@ -40,20 +57,15 @@ my $json = JSON::PP->new->utf8->canonical;
 # --------------------------------------------------------------------------
 # The database, through psql
 
-sub psql_value {
-    my ($sql) = @_;
-    my $out = `psql "\$TEST_NGINX_SOPHON_ADMIN_DB" -X -q -A -t -v ON_ERROR_STOP=1 -c "$sql" 2>&1`;
-    chomp $out;
-    die "psql: $sql: $out\n" if $?;
-    return $out;
-}
-
 sub live_rows_in_db {
-    return psql_value("SELECT count(*) FROM sophon_events WHERE device_id = '$Device'");
+    my ($device) = @_;
+    return SophonTest::psql("SELECT count(*) FROM sophon_events"
+                            . " WHERE device_id = '" . ($device // $Device) . "'");
 }
 
 sub delete_live_rows {
-    psql_value("DELETE FROM sophon_events WHERE device_id = '$Device'");
+    SophonTest::psql("DELETE FROM sophon_events"
+                     . " WHERE device_id IN ('$Device', '$ChurnDevice')");
 }
 
 # --------------------------------------------------------------------------
@@ -87,25 +99,90 @@ for my $i (1 .. $Rows) {
 my %WrittenById = map { $_->{_id} => $_ } @Written;
 
 # --------------------------------------------------------------------------
-# The writer: one psql process, started and reaped by this script only
+# The churners' events: the same kind, over 4 hours, in batches of 12
 
-my $Writer;          # its pid while it runs
-my $WriterStatus;    # its exit status ($?) once reaped
-my $WriterScript;
+my @Churn;
+for my $i (1 .. $ChurnRows) {
+    my $sec = $ChurnBase + int(rand(4 * 3600));
+    my $type = 1 + int rand 5;
 
-sub start_writer {
-    return if $Writer || defined $WriterStatus;
+    push @Churn, {
+        _id => sprintf('%d.%06d', $sec, $i),
+        timestamp => $sec + (0, 0.5)[int rand 2],
+        common => {
+            ep_info => { device_id => $ChurnDevice },
+            person_type => $type,
+            score => 50 + int(rand(100)) / 2,
+            identity_id => "churn-$i",
+            identity_name => "Churn $i",
+            group_id => 'g-churn',
+            identity_info => {},
+        },
+    };
+}
 
-    (my $out, $WriterScript) = File::Temp::tempfile(
+my %ChurnById = map { $_->{_id} => $_ } @Churn;
+my @ChurnLeft;      # the churners' rows left in the database, once done
+
+sub insert_sql {
+    my (@docs) = @_;
+    return "INSERT INTO sophon_events (doc) VALUES "
+           . join(', ', map { (my $t = $json->encode($_)) =~ s/'/''/g;
+                              "('$t'::jsonb)" } @docs)
+           . ";\n";
+}
+
+# the first churner: inserts batch b, deletes batch b - 20 by id
+sub churn_insert_script {
+    my $sql = '';
+    my @batches;
+    push @batches, [ @Churn[12 * $_ .. 12 * $_ + 11] ]
+        for 0 .. $ChurnRows / 12 - 1;
+
+    for my $b (0 .. $#batches) {
+        $sql .= insert_sql(@{ $batches[$b] });
+
+        if ($b >= 20) {
+            $sql .= "DELETE FROM sophon_events WHERE id = ANY ('{"
+                    . join(',', map { $_->{_id} } @{ $batches[$b - 20] })
+                    . "}');\n";
+        }
+
+        $sql .= "SELECT pg_sleep(0.08);\n";
+    }
+
+    return $sql;
+}
+
+# the second: deletes random rows (racing the first for the same rows) and
+# moves others to another person type, one row a statement (two statements
+# that each lock several rows in their own order can deadlock on the rows
+# themselves, counters or not)
+sub churn_delete_script {
+    my $row = "(SELECT id FROM sophon_events WHERE device_id = '$ChurnDevice'"
+              . " ORDER BY random() LIMIT 1)";
+    my $delete = "DELETE FROM sophon_events WHERE id = $row;\n";
+    my $retype = "UPDATE sophon_events SET doc = jsonb_set(doc,"
+                 . " '{common,person_type}', to_jsonb(person_type % 5 + 1))"
+                 . " WHERE id = $row;\n";
+
+    return ($delete x 3 . $retype x 2 . "SELECT pg_sleep(0.1);\n") x 80;
+}
+
+# --------------------------------------------------------------------------
+# Writers: psql processes running a script, started and reaped by this
+# script only
+
+my %Scripts;        # pid => its script, while it runs
+
+sub start_psql {
+    my ($sql) = @_;
+
+    my ($out, $file) = File::Temp::tempfile(
         'sophon-007-writer-XXXXXX', TMPDIR => 1, SUFFIX => '.sql');
     binmode $out;
-    for my $doc (@Written) {
-        (my $text = $json->encode($doc)) =~ s/'/''/g;
-        print $out "INSERT INTO sophon_events (doc) VALUES ('$text'::jsonb);\n";
-        # about 15 s in all: longer than the live blocks
-        print $out "SELECT pg_sleep(0.006);\n";
-    }
-    close $out or die "$WriterScript: $!\n";
+    print $out $sql;
+    close $out or die "$file: $!\n";
 
     my $pid = fork;
     die "fork: $!\n" if !defined $pid;
@@ -113,47 +190,71 @@ sub start_writer {
     if ($pid == 0) {
         open STDOUT, '>', '/dev/null';
         exec('psql', $ENV{TEST_NGINX_SOPHON_ADMIN_DB}, '-X', '-q',
-             '-v', 'ON_ERROR_STOP=1', '-f', $WriterScript)
+             '-v', 'ON_ERROR_STOP=1', '-f', $file)
             or POSIX::_exit(127);
     }
 
-    $Writer = $pid;
+    $Scripts{$pid} = $file;
+    return $pid;
 }
 
 # waits at most $timeout seconds, then stops it; returns its exit status
-sub reap_writer {
-    my ($timeout) = @_;
-    return $WriterStatus if !$Writer;
+sub reap_psql {
+    my ($pid, $timeout) = @_;
+    my $status;
 
     my $deadline = Time::HiRes::time() + $timeout;
     while (1) {
-        my $r = waitpid($Writer, POSIX::WNOHANG());
-        if ($r == $Writer || $r == -1) {
-            $WriterStatus = $r == -1 ? -1 : $?;
+        my $r = waitpid($pid, POSIX::WNOHANG());
+        if ($r == $pid || $r == -1) {
+            $status = $r == -1 ? -1 : $?;
             last;
         }
 
         if (Time::HiRes::time() >= $deadline) {
-            kill 'TERM', $Writer;
+            kill 'TERM', $pid;
             Time::HiRes::sleep(0.5);
-            kill 'KILL', $Writer if waitpid($Writer, POSIX::WNOHANG()) == 0;
-            waitpid($Writer, 0);
-            $WriterStatus = "stopped after $timeout s";
+            kill 'KILL', $pid if waitpid($pid, POSIX::WNOHANG()) == 0;
+            waitpid($pid, 0);
+            $status = "stopped after $timeout s";
             last;
         }
 
         Time::HiRes::sleep(0.05);
     }
 
+    unlink delete $Scripts{$pid};
+    return $status;
+}
+
+my $Writer;          # the inserting writer's pid while it runs
+my $WriterStatus;    # its exit status ($?) once reaped
+my @Churners;        # the churners' pids while they run
+
+# one INSERT (one transaction) per row, about 15 s in all: longer than
+# the live blocks
+sub start_writer {
+    return if $Writer || defined $WriterStatus;
+
+    $Writer = start_psql(join '', map {
+        insert_sql($_) . "SELECT pg_sleep(0.006);\n"
+    } @Written);
+}
+
+sub reap_writer {
+    my ($timeout) = @_;
+    return $WriterStatus if !$Writer;
+
+    $WriterStatus = reap_psql($Writer, $timeout);
     undef $Writer;
-    unlink $WriterScript if defined $WriterScript;
+
     return $WriterStatus;
 }
 
 END {
     if ($$ == $MainPid) {
         local $?;
-        reap_writer(0) if $Writer;
+        reap_psql($_, 0) for keys %Scripts;
         eval { delete_live_rows() };
         warn "007-consistency: cannot delete the live rows: $@" if $@;
     }
@@ -167,6 +268,7 @@ delete_live_rows();
 
 my %LastTotal;      # filter => the last total seen (totals never go down)
 my %TotalsSeen;     # distinct totals seen while the writer ran
+my %ChurnTotalsSeen;    # ... and while the churners ran
 my %PageIds;        # rep => { id => 1 } over the pages of an --- all_ids block
 
 sub query_of {
@@ -193,8 +295,19 @@ sub matches {
 
     return 0 if defined $q->{score_min} && $c->{score} < $q->{score_min};
     return 0 if defined $q->{score_max} && $c->{score} > $q->{score_max};
+    return 0 if defined $q->{datetime_gte}
+                && $doc->{timestamp} < $q->{datetime_gte};
+    return 0 if defined $q->{datetime_lte}
+                && $doc->{timestamp} > $q->{datetime_lte};
 
     return 1;
+}
+
+# a churner's row may have another person type than written
+sub untyped {
+    my ($doc) = @_;
+    return $json->encode({ %$doc, common => { %{ $doc->{common} },
+                                               person_type => 0 } });
 }
 
 sub newer {
@@ -209,6 +322,7 @@ sub check_live {
     my $request = ref $block->request ? $block->request->[$req_idx]
                                       : $block->request;
     my $what = "$name (repeated req $rep, req $req_idx)";
+    my $churn = defined $block->churn;
 
     my ($qs) = $request =~ m{^GET /SophonFace/api/events\?(\S*)}
         or return;
@@ -249,14 +363,17 @@ sub check_live {
 
         push @bad, "$id twice" if $seen{$id}++;
 
-        my $doc = $WrittenById{$id};
+        my $doc = $churn ? $ChurnById{$id} : $WrittenById{$id};
         if (!$doc) {
             push @bad, "$id was not written";
             next;
         }
-        push @bad, "$id does not match the filters" if !matches($doc, $q);
+
+        # the event as it is now: a churner may have changed its type
+        push @bad, "$id does not match the filters" if !matches($ev, $q);
         push @bad, "$id is not the document written"
-            if $json->encode($ev) ne $json->encode($doc);
+            if $churn ? untyped($ev) ne untyped($doc)
+                      : $json->encode($ev) ne $json->encode($doc);
 
         if ($i > 0 && !newer($events->[$i - 1], $ev)) {
             push @bad, "$events->[$i - 1]{_id} ($events->[$i - 1]{timestamp})"
@@ -267,10 +384,14 @@ sub check_live {
     ok(!@bad, "$what - newest first, each id once, each the written document")
         or diag(join "\n", @bad[0 .. ($#bad < 5 ? $#bad : 5)]);
 
-    # the same filters, a later snapshot: never fewer rows
+    # the same filters, a later snapshot: never fewer rows (rows are only
+    # inserted, unless churners run)
     my $filter = join '&', map { "$_=$q->{$_}" }
                            sort grep { !/^(?:page|per_page)$/ } keys %$q;
-    if (defined $LastTotal{$filter}) {
+    if ($churn) {
+        $ChurnTotalsSeen{$total} = 1 if @Churners;
+
+    } elsif (defined $LastTotal{$filter}) {
         ok($total >= $LastTotal{$filter}, "$what - the total does not "
            . "go down ($LastTotal{$filter} before, $total now)");
     }
@@ -279,12 +400,13 @@ sub check_live {
 
     return if !defined $block->written;
 
-    # the writer is done: exact totals, and every row on some page
+    # the writers are done: exact totals, and every row on some page
     my @match = sort { newer($b, $a) ? 1 : newer($a, $b) ? -1 : 0 }
-                grep { matches($_, $q) } @Written;
+                grep { matches($_, $q) } $churn ? @ChurnLeft : @Written;
     $#match = $q->{top_k} - 1 if defined $q->{top_k} && @match > $q->{top_k};
 
-    is($total, scalar @match, "$what - total_count is every row written");
+    is($total, scalar @match, "$what - total_count is every row "
+       . ($churn ? "left" : "written"));
 
     my $first = $page * $per_page;
     my @ids = map { $_->{_id} } @match[$first .. $first + $want - 1];
@@ -338,7 +460,56 @@ add_block_preprocessor(sub {
         ok(keys %TotalsSeen >= 3, "$name - the pages were read while rows "
            . "were written (" . scalar(keys %TotalsSeen) . " totals seen)");
     }
+
+    if (defined $block->start_churn && !@Churners) {
+        @Churners = (start_psql(churn_insert_script()),
+                     start_psql(churn_delete_script()));
+    }
+
+    if (defined $block->wait_churn && @Churners) {
+        my @status = map { reap_psql($_, 120) } @Churners;
+        @Churners = ();
+
+        is_deeply(\@status, [0, 0], "$name - the churners ran to the end");
+        ok(keys %ChurnTotalsSeen >= 3, "$name - the pages were read while "
+           . "rows were inserted, deleted and updated ("
+           . scalar(keys %ChurnTotalsSeen) . " totals seen)");
+
+        @ChurnLeft = map { $json->decode($_) } split /\n/, SophonTest::psql(
+            "SELECT doc FROM sophon_events WHERE device_id = '$ChurnDevice'");
+
+        ok(@ChurnLeft > 0 && @ChurnLeft < $ChurnRows, "$name - the "
+           . "churners left some of their rows (" . @ChurnLeft . ")");
+
+        for my $counts (qw(sophon_event_totals sophon_event_counts)) {
+            is(SophonTest::psql("SELECT coalesce(sum(n), 0) FROM $counts"
+                                . " WHERE device_id = '$ChurnDevice'"),
+               scalar @ChurnLeft, "$name - $counts counts them");
+        }
+    }
 });
+
+# the requests of a churn block: the device's rows all in one page, alone,
+# with person types, with time windows that cut hours, with a filter
+# whose rows are counted; and pages of 7
+sub churn_requests {
+    my ($n) = @_;
+    my @filters = ('', '&userType=1,3',
+                   '&datetime_gte=' . ($ChurnBase + 1800.5)
+                   . '&datetime_lte=' . ($ChurnBase + 3 * 3600 + 1234),
+                   '&datetime_gte=' . ($ChurnBase + 5000) . '&userType=2,4,5',
+                   '&score_min=70');
+    my @pages = ([1000, 0], [1000, 0], [7, 0], [7, 5], [7, 30]);
+    my @reqs;
+
+    for my $i (0 .. $n - 1) {
+        my ($pp, $page) = @{ $pages[int($i / @filters) % @pages] };
+        push @reqs, "GET /SophonFace/api/events?streams=$ChurnDevice"
+                    . $filters[$i % @filters] . "&per_page=$pp&page=$page";
+    }
+
+    return \@reqs;
+}
 
 # the requests of a live block: offsets spread over the rows being written
 sub live_requests {
@@ -429,7 +600,43 @@ main::live_requests('', 50)
 
 
 
-=== TEST 6: the live rows are gone again
+=== TEST 6: pages read while rows are inserted, deleted and updated at once
+--- start_churn
+--- churn
+--- request eval
+main::churn_requests(50)
+--- error_code eval
+[(200) x 50]
+--- no_error_log
+[error]
+
+
+
+=== TEST 7: the same, later in the churn
+--- churn
+--- request eval
+main::churn_requests(50)
+--- error_code eval
+[(200) x 50]
+--- no_error_log
+[error]
+
+
+
+=== TEST 8: once the churners are done, every total is the rows they left
+--- wait_churn
+--- churn
+--- written
+--- request eval
+main::churn_requests(25)
+--- error_code eval
+[(200) x 25]
+--- no_error_log
+[error]
+
+
+
+=== TEST 9: the live rows are gone again
 --- delete_live
 --- request
 GET /SophonFace/api/events?streams=dev-live-consistency&per_page=10&page=0
