@@ -223,9 +223,27 @@ sub alive {
     return $stat !~ /^\d+ \(.*\) [ZX]/s;
 }
 
-# the worker processes of the master, oldest first
+# Under valgrind (TEST_NGINX_USE_VALGRIND) every nginx process is a
+# valgrind process: its /proc/PID/cmdline is valgrind's command line, the
+# same for the master and its workers, since nginx writes its process
+# titles over the guest's copy of argv, which the kernel never shows.  The
+# master names each worker it spawns in the error log instead (a notice:
+# "start worker process PID").
+my $Valgrind = $ENV{TEST_NGINX_USE_VALGRIND};
+
+# the pids the master logged as the workers it spawned
+sub logged_workers {
+    my ($master) = @_;
+    return map { /\[notice\] $master#\d+: start worker process (\d+)$/
+                 ? ($1 => 1) : () }
+               @{ log_since(errlog(), 0) };
+}
+
+# the worker processes of the master, oldest first: its live children
+# whose title is a worker's (under valgrind: that it logged as its workers)
 sub worker_pids {
     my $master = master_pid() // return ();
+    my %logged = $Valgrind ? logged_workers($master) : ();
     my @pids;
 
     for my $dir (glob '/proc/[0-9]*') {
@@ -234,6 +252,10 @@ sub worker_pids {
         my $stat = <$fh> // '';
         next if $stat !~ /^\d+ \(.*\) (\S) (\d+)/s || $2 != $master
                 || $1 eq 'Z';
+        if ($Valgrind) {
+            push @pids, $pid if $logged{$pid};
+            next;
+        }
         open my $cmd, '<', "$dir/cmdline" or next;
         push @pids, $pid if (<$cmd> // '') =~ /worker process/;
     }
