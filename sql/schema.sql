@@ -140,38 +140,47 @@ CREATE TABLE IF NOT EXISTS sophon_event_totals (
 -- one global order (counts before totals, each in key order, an UPDATE's
 -- old and new rows merged into one pass), so concurrent statements never
 -- deadlock on the counters; a counter the statement leaves as it was is not
--- touched at all.  (Transition tables are visible to EXECUTE; the text
--- varies only because an INSERT trigger has no old_rows.)
+-- touched at all.  The rows' counters go through an array of
+-- sophon_event_counts rows (n: +count or -count) so that the two upserts
+-- are written, and their plans cached, once.
 CREATE OR REPLACE FUNCTION sophon_events_count_rows()
 RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
-    delta  text := CASE TG_OP
-        WHEN 'INSERT' THEN
-            'SELECT ts, device_id, person_type, 1 AS n FROM new_rows'
-        WHEN 'DELETE' THEN
-            'SELECT ts, device_id, person_type, -1 AS n FROM old_rows'
-        ELSE
-            'SELECT ts, device_id, person_type, 1 AS n FROM new_rows'
-            ' UNION ALL '
-            'SELECT ts, device_id, person_type, -1 AS n FROM old_rows'
-        END;
+    delta  sophon_event_counts[];
 BEGIN
-    EXECUTE format($q$
-        INSERT INTO sophon_event_counts AS c
-        SELECT sophon_events_hour(ts), coalesce(device_id, ''),
-               person_type, sum(n)
-          FROM (%s) r
-         GROUP BY 1, 2, 3 HAVING sum(n) <> 0 ORDER BY 1, 2, 3
-        ON CONFLICT (hour, device_id, person_type)
-        DO UPDATE SET n = c.n + excluded.n$q$, delta);
+    IF TG_OP IN ('INSERT', 'UPDATE') THEN
+        delta := ARRAY(
+            SELECT (hour, device_id, person_type,
+                    count(*))::sophon_event_counts
+              FROM (SELECT sophon_events_hour(ts) AS hour,
+                           coalesce(device_id, '') AS device_id, person_type
+                      FROM new_rows) r
+             GROUP BY hour, device_id, person_type);
+    END IF;
 
-    EXECUTE format($q$
-        INSERT INTO sophon_event_totals AS t
-        SELECT coalesce(device_id, ''), person_type, sum(n)
-          FROM (%s) r
-         GROUP BY 1, 2 HAVING sum(n) <> 0 ORDER BY 1, 2
-        ON CONFLICT (device_id, person_type)
-        DO UPDATE SET n = t.n + excluded.n$q$, delta);
+    IF TG_OP IN ('DELETE', 'UPDATE') THEN
+        delta := delta || ARRAY(
+            SELECT (hour, device_id, person_type,
+                    -count(*))::sophon_event_counts
+              FROM (SELECT sophon_events_hour(ts) AS hour,
+                           coalesce(device_id, '') AS device_id, person_type
+                      FROM old_rows) r
+             GROUP BY hour, device_id, person_type);
+    END IF;
+
+    INSERT INTO sophon_event_counts AS c
+    SELECT hour, device_id, person_type, sum(n)
+      FROM unnest(delta)
+     GROUP BY 1, 2, 3 HAVING sum(n) <> 0 ORDER BY 1, 2, 3
+    ON CONFLICT (hour, device_id, person_type)
+    DO UPDATE SET n = c.n + excluded.n;
+
+    INSERT INTO sophon_event_totals AS t
+    SELECT device_id, person_type, sum(n)
+      FROM unnest(delta)
+     GROUP BY 1, 2 HAVING sum(n) <> 0 ORDER BY 1, 2
+    ON CONFLICT (device_id, person_type)
+    DO UPDATE SET n = t.n + excluded.n;
 
     RETURN NULL;
 END
