@@ -5,7 +5,7 @@
 #
 # Starts nginx (one worker, its own prefix in a temporary directory, on
 # 127.0.0.1:PORT, default 19884) with the built module against the database
-# CONNINFO (a libpq conninfo, e.g. "host=127.0.0.1 port=55454 dbname=sophon
+# CONNINFO (a libpq conninfo, e.g. "host=127.0.0.1 port=25460 dbname=sophon
 # user=postgres", holding events: util/sophon-events-gen | sophon-events-load),
 # sends WARMUP requests (default 2,000) so that the pool's connections, the
 # prepared statements and the buffers exist, reads the worker's VmRSS from
