@@ -58,9 +58,8 @@ my $json = JSON::PP->new->utf8->canonical;
 # The database, through psql
 
 sub live_rows_in_db {
-    my ($device) = @_;
     return SophonTest::psql("SELECT count(*) FROM sophon_events"
-                            . " WHERE device_id = '" . ($device // $Device) . "'");
+                            . " WHERE device_id = '$Device'");
 }
 
 sub delete_live_rows {
