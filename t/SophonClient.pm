@@ -1,0 +1,483 @@
+package SophonClient;
+
+# What the tests that talk to nginx and PostgreSQL over their own sockets
+# share (t/009-clients.t, t/015-slow-client.t, t/016-sessions.t, ...): the
+# database through psql as the superuser ($TEST_NGINX_SOPHON_ADMIN_DB), the
+# module's backends in pg_stat_activity, the worker's sockets in /proc, raw
+# HTTP clients (blocking, non-blocking, slow), responses parsed and checked
+# against SophonTest's oracle, and forked clients bounded in count and time.
+#
+#   use lib 't';
+#   use SophonClient qw(:all);
+#
+# Every wait is bounded.  Nothing here runs a test (no ok/is): callers do.
+
+use strict;
+use warnings;
+
+use Exporter 'import';
+use IO::Select ();
+use IO::Socket::INET ();
+use JSON::PP ();
+use POSIX ();
+use File::Temp ();
+use Socket qw(AF_INET SOCK_STREAM SOL_SOCKET SO_RCVBUF SO_LINGER
+              inet_aton sockaddr_in);
+use Time::HiRes ();
+
+use SophonTest ();
+
+our @EXPORT_OK = qw(
+    $Api now wait_until reap psql_rows module_backends describe_backends
+    admin_conninfo db_sessions errlog acclog log_since ports_of db_sockets
+    request_text http_send http_pump parse_http check_page full_request
+    served_by slow_send slow_read close_rst start_clients stop_clients
+    stop_all_clients
+);
+our %EXPORT_TAGS = (all => \@EXPORT_OK);
+
+our $Api = '/SophonFace/api/events';
+
+# psql's application_name: the module's own is 'nginx sophon_events'
+our $AppName = 'sophon_test_check';
+
+my $JSON = eval { require JSON::XS; 'JSON::XS' } || 'JSON::PP';
+my $json = $JSON->new->utf8;
+
+sub now { Time::HiRes::time() }
+
+# the port nginx listens on (Test::Nginx's, the real one's or ours)
+sub server_port {
+    return $ENV{TEST_NGINX_SERVER_PORT}
+        || eval { Test::Nginx::Socket::server_port() }
+        || $ENV{TEST_NGINX_PORT} || 1984;
+}
+
+sub server_root {
+    return $ENV{TEST_NGINX_SERVER_ROOT}
+        || eval { Test::Nginx::Socket::server_root() };
+}
+
+# --------------------------------------------------------------------------
+# The database, through psql (bounded: connect and statement timeouts)
+
+# the superuser's conninfo, to another database of the cluster (so that
+# the checks are not sessions of the database they count)
+sub admin_conninfo {
+    my ($dbname) = @_;
+    my $c = $ENV{TEST_NGINX_SOPHON_ADMIN_DB}
+        or die "TEST_NGINX_SOPHON_ADMIN_DB is not set: run with util/run-tests\n";
+    $c =~ s/\bdbname=\S+/dbname=$dbname/ if defined $dbname;
+    return $c;
+}
+
+# psql_rows(SQL[, CONNINFO]): [[col, ...], ...], tab-separated; dies on
+# an error
+sub psql_rows {
+    my ($sql, $conninfo) = @_;
+
+    local $ENV{PGCONNECT_TIMEOUT} = 5;
+    local $ENV{PGOPTIONS} = '-c statement_timeout=10s';
+    local $ENV{PGAPPNAME} = $AppName;
+
+    open my $fh, '-|', 'psql', $conninfo // admin_conninfo(), '-X', '-q',
+         '-A', '-t', '-F', "\t", '-v', 'ON_ERROR_STOP=1', '-c', $sql
+        or die "psql: $!\n";
+    my @rows = map { chomp; [ split /\t/, $_, -1 ] } <$fh>;
+    close $fh or die "psql failed ($?): $sql\n";
+
+    return \@rows;
+}
+
+# the module's backends: [{pid, user, state, wait, port, start}, ...]
+sub module_backends {
+    my $rows = psql_rows(
+        "SELECT pid, usename, state, coalesce(wait_event_type, ''),"
+        . " coalesce(client_port, -1), extract(epoch FROM backend_start)"
+        . " FROM pg_stat_activity"
+        . " WHERE application_name = 'nginx sophon_events'");
+
+    return [ map { { pid => $_->[0], user => $_->[1], state => $_->[2],
+                     wait => $_->[3], port => $_->[4], start => $_->[5] } }
+             @$rows ];
+}
+
+sub describe_backends {
+    my ($b) = @_;
+    return join ', ', map { "$_->{pid} $_->{user} $_->{state}"
+                            . ($_->{wait} ne '' ? " (waits: $_->{wait})" : '')
+                            . " port $_->{port}" } @$b;
+}
+
+# pg_stat_database.sessions of the test database (the module's), read from
+# the "postgres" database: the sessions ever opened to it.  A backend adds
+# its own when it reports its statistics (at the latest when it has been
+# idle 10 s, or when it ends): wait for them to settle before comparing.
+sub db_sessions {
+    my ($db) = $ENV{TEST_NGINX_SOPHON_DB} =~ /\bdbname=(\S+)/;
+    $db //= 'sophon';
+    my $rows = psql_rows("SELECT sessions FROM pg_stat_database"
+                         . " WHERE datname = '$db'", admin_conninfo('postgres'));
+    return $rows->[0][0];
+}
+
+# calls $cond every $step seconds until it returns true or $timeout
+# seconds have passed; returns its last value and the time it took
+sub wait_until {
+    my ($timeout, $step, $cond) = @_;
+    my $start = now();
+    my $v;
+
+    while (1) {
+        $v = $cond->();
+        last if $v || now() - $start >= $timeout;
+        Time::HiRes::sleep($step);
+    }
+
+    return ($v, now() - $start);
+}
+
+# waits for a child at most $timeout seconds, then kills it
+sub reap {
+    my ($pid, $timeout) = @_;
+    my $deadline = now() + $timeout;
+
+    while (now() < $deadline) {
+        my $r = waitpid($pid, POSIX::WNOHANG());
+        return $? if $r == $pid || $r == -1;
+        Time::HiRes::sleep(0.02);
+    }
+
+    kill 'TERM', $pid;
+    Time::HiRes::sleep(0.2);
+    kill 'KILL', $pid if waitpid($pid, POSIX::WNOHANG()) == 0;
+    waitpid($pid, 0);
+    return 'killed';
+}
+
+# --------------------------------------------------------------------------
+# nginx's logs and sockets
+
+sub errlog { server_root() . '/logs/error.log' }
+sub acclog { server_root() . '/logs/access.log' }
+
+# the lines of a log from a byte offset on
+sub log_since {
+    my ($file, $pos) = @_;
+    open my $fh, '<', $file or return [];
+    seek $fh, $pos, 0;
+    return [ <$fh> ];
+}
+
+# local TCP port => pid, for the sockets of these processes
+sub ports_of {
+    my @pids = @_;
+    my (%inode, %port);
+
+    for my $pid (@pids) {
+        for my $fd (glob "/proc/$pid/fd/*") {
+            my $link = readlink($fd) // next;
+            $inode{$1} = $pid if $link =~ /^socket:\[(\d+)\]/;
+        }
+    }
+
+    for my $file ('/proc/net/tcp', '/proc/net/tcp6') {
+        open my $fh, '<', $file or next;
+        while (my $line = <$fh>) {
+            my @f = split ' ', $line;
+            next if @f < 10 || $f[1] !~ /:([0-9A-Fa-f]{4})$/;
+            $port{ hex $1 } = $inode{ $f[9] } if $inode{ $f[9] };
+        }
+    }
+
+    return \%port;
+}
+
+# pid => the number of its TCP sockets to the database (what the module
+# holds: a connection it closed is gone from here at once, while its
+# backend may still be in pg_stat_activity for a moment)
+# Counted by socket inode: /proc/net/tcp is a walk of the kernel's hash
+# tables, not a snapshot, and a socket that moves while it is read (a
+# connection being opened or closed) can be listed twice; it is one socket.
+sub db_sockets {
+    my @pids = @_;
+    my (%inode, %n, %seen);
+    my $pgport = sprintf '%04X', $ENV{TEST_NGINX_SOPHON_PGPORT};
+
+    for my $pid (@pids) {
+        $n{$pid} = 0;
+        for my $fd (glob "/proc/$pid/fd/*") {
+            my $link = readlink($fd) // next;
+            $inode{$1} = $pid if $link =~ /^socket:\[(\d+)\]/;
+        }
+    }
+
+    for my $file ('/proc/net/tcp', '/proc/net/tcp6') {
+        open my $fh, '<', $file or next;
+        while (my $line = <$fh>) {
+            my @f = split ' ', $line;
+            next if @f < 10 || $f[2] !~ /:\Q$pgport\E$/;
+            next if !$inode{ $f[9] } || $seen{ $f[9] }++;
+            $n{ $inode{ $f[9] } }++;
+        }
+    }
+
+    return \%n;
+}
+
+# --------------------------------------------------------------------------
+# HTTP over our own sockets
+
+sub request_text {
+    my ($qs) = @_;
+    return "GET $Api?$qs HTTP/1.1\r\nHost: localhost\r\n"
+           . "Connection: close\r\n\r\n";
+}
+
+# connects and sends the request; undef and $! when the connection fails
+sub http_send {
+    my ($qs) = @_;
+
+    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                     PeerPort => server_port(),
+                                     Proto => 'tcp', Timeout => 5)
+        or return undef;
+
+    local $SIG{PIPE} = 'IGNORE';
+    my $req = request_text($qs);
+    my $n = syswrite $sock, $req;
+    return undef if !defined $n || $n != length $req;
+
+    $sock->blocking(0);
+
+    return { sock => $sock, qs => $qs, sent => now(), buf => '' };
+}
+
+# reads what the sockets of these clients have until each has reached
+# end of file (or $done->() is true), at most $timeout seconds
+sub http_pump {
+    my ($clients, $timeout, $done) = @_;
+    my $deadline = now() + $timeout;
+
+    while (1) {
+        my @open = grep { !$_->{eof} } @$clients;
+        last if !@open || ($done && $done->()) || now() >= $deadline;
+
+        my $sel = IO::Select->new(map { $_->{sock} } @open);
+        my @ready = $sel->can_read(0.05);
+
+        for my $c (@open) {
+            next if !grep { $_ == $c->{sock} } @ready;
+
+            while (1) {
+                my $n = sysread $c->{sock}, my $buf, 65536;
+                if (!defined $n) {
+                    last if $!{EAGAIN} || $!{EWOULDBLOCK};
+                    $c->{error} = "$!";
+                    $n = 0;
+                }
+                if ($n == 0) {
+                    $c->{eof} = now();
+                    close $c->{sock};
+                    last;
+                }
+                $c->{first} //= now();
+                $c->{buf} .= $buf;
+
+                # a server as fast as the reader never runs the socket dry:
+                # stop where the caller wants to, not at the end
+                last if $done && $done->();
+            }
+        }
+    }
+}
+
+# {status, headers, body, complete, bytes} of a raw response
+sub parse_http {
+    my ($raw) = @_;
+    my %r = (bytes => length $raw, complete => 0, body => '');
+
+    my $i = index $raw, "\r\n\r\n";
+    return \%r if $i < 0;
+
+    my $head = substr $raw, 0, $i;
+    my $rest = substr $raw, $i + 4;
+
+    ($r{status}) = $head =~ m{^HTTP/1\.[01] (\d{3}) };
+    my %h;
+    for my $line (split /\r\n/, $head) {
+        $h{ lc $1 } = $2 if $line =~ /^([^:\s]+):\s*(.*)$/;
+    }
+    $r{headers} = \%h;
+
+    if (($h{'transfer-encoding'} // '') =~ /chunked/i) {
+        my ($pos, @parts) = (0);
+        while (1) {
+            my $eol = index $rest, "\r\n", $pos;
+            last if $eol < 0;
+            my $size = substr $rest, $pos, $eol - $pos;
+            last if $size !~ /^([0-9A-Fa-f]+)[ \t]*$/;
+            $size = hex $1;
+            if ($size == 0) {
+                $r{complete} = substr($rest, $eol + 2, 2) eq "\r\n";
+                last;
+            }
+            last if length($rest) < $eol + 2 + $size + 2;
+            push @parts, substr $rest, $eol + 2, $size;
+            $pos = $eol + 2 + $size + 2;
+        }
+        $r{body} = join '', @parts;
+
+    } elsif (defined $h{'content-length'}) {
+        $r{complete} = length($rest) >= $h{'content-length'};
+        $r{body} = substr $rest, 0, $h{'content-length'};
+
+    } else {
+        $r{body} = $rest;
+        $r{complete} = 1;    # ends with the connection
+    }
+
+    return \%r;
+}
+
+# '' when the raw response is the 200 the fixtures give for $qs, else why
+sub check_page {
+    my ($raw, $qs) = @_;
+    my $r = parse_http($raw);
+
+    return "no response (" . length($raw) . " bytes)" if !defined $r->{status};
+    return "status $r->{status}: " . substr($r->{body}, 0, 120)
+        if $r->{status} != 200;
+    return "incomplete 200 ($r->{bytes} bytes)" if !$r->{complete};
+
+    my $data = eval { $json->decode($r->{body}) };
+    return "invalid JSON: $@" if !$data;
+
+    (my $clean = $qs) =~ s/&_=[^&]*//;
+    my $want = SophonTest::expected($clean);
+
+    my $got = join ',', map { $data->{pagination}{$_} // '-' }
+                        qw(num_pages page per_page total_count);
+    my $exp = join ',', map { $want->{pagination}{$_} }
+                        qw(num_pages page per_page total_count);
+    return "pagination $got, expected $exp" if $got ne $exp;
+
+    my @ids = map { $_->{_id} } @{ $data->{data} };
+    my @exp = map { $_->{_id} } @{ $want->{events} };
+    return "events differ from the fixtures" if "@ids" ne "@exp";
+
+    return '';
+}
+
+# one blocking request, read whole: ('' or why it failed, bytes received)
+sub full_request {
+    my ($qs, $timeout) = @_;
+
+    my $c = http_send($qs) or return ("connect: $!", 0);
+    http_pump([$c], $timeout);
+
+    if (!$c->{eof}) {
+        close $c->{sock};
+        return ("no end in $timeout s", length $c->{buf});
+    }
+
+    return ($c->{buf} eq '' ? "connection closed without a response"
+                                . ($c->{error} ? " ($c->{error})" : '')
+                            : check_page($c->{buf}, $qs),
+            length $c->{buf}, served_by($c->{buf}));
+}
+
+# the worker that answered (X-Worker-Pid: $pid, where configured)
+sub served_by {
+    my ($raw) = @_;
+    my $h = parse_http($raw)->{headers} || {};
+    return $h->{'x-worker-pid'} // 0;
+}
+
+# --------------------------------------------------------------------------
+# Forked clients: each runs $code->($id, $stopfile) and returns a hash that
+# it hands back as JSON in a file
+
+my @Clients;
+
+sub start_clients {
+    my ($n, $code) = @_;
+
+    my $dir = File::Temp::tempdir('sophon-009-XXXXXX', TMPDIR => 1,
+                                  CLEANUP => 1);
+    my $set = { dir => $dir, stop => "$dir/stop", pids => [],
+                started => now() };
+
+    for my $id (1 .. $n) {
+        my $pid = fork;
+        die "fork: $!\n" if !defined $pid;
+
+        if ($pid == 0) {
+            $SIG{$_} = 'DEFAULT' for qw(INT TERM HUP);
+            srand($id * 7919 + $$);
+            my $res = eval { $code->($id, $set->{stop}) }
+                      || { died => "$@" };
+            if (open my $out, '>', "$dir/$id.json") {
+                print $out JSON::PP->new->encode($res);
+                close $out;
+            }
+            POSIX::_exit(0);
+        }
+
+        push @{ $set->{pids} }, $pid;
+    }
+
+    push @Clients, $set;
+    return $set;
+}
+
+# tells them to stop, waits at most $timeout s; the results, merged
+sub stop_clients {
+    my ($set, $timeout) = @_;
+
+    if (open my $fh, ">", $set->{stop}) { close $fh }
+
+    my $deadline = now() + $timeout;
+    my %left = map { $_ => 1 } @{ $set->{pids} };
+
+    while (%left && now() < $deadline) {
+        for my $pid (keys %left) {
+            my $r = waitpid($pid, POSIX::WNOHANG());
+            delete $left{$pid} if $r == $pid || $r == -1;
+        }
+        Time::HiRes::sleep(0.05) if %left;
+    }
+
+    my $killed = keys %left;
+    reap($_, 0) for keys %left;
+    @Clients = grep { $_ != $set } @Clients;
+
+    my %all = (killed => $killed, failures => [], took => now() - $set->{started});
+    for my $file (glob "$set->{dir}/*.json") {
+        open my $in, '<', $file or next;
+        my $res = eval { JSON::PP->new->decode(join '', <$in>) } or next;
+        for my $k (keys %$res) {
+            if (ref $res->{$k} eq 'ARRAY') {
+                push @{ $all{$k} }, @{ $res->{$k} };
+            } elsif ($k eq 'died') {
+                push @{ $all{died} }, $res->{$k};
+            } else {
+                $all{$k} += $res->{$k};
+            }
+        }
+        $all{reported}++;
+    }
+
+    return \%all;
+}
+
+# stops every client set still running (a cleanup handler, an END block)
+sub stop_all_clients {
+    for my $set (@Clients) {
+        if (open my $fh, ">", $set->{stop}) { close $fh }
+        reap($_, 3) for @{ $set->{pids} };
+    }
+    @Clients = ();
+}
+
+1;
