@@ -13,8 +13,8 @@ package Test::Nginx::Socket;
 # error_code[_like], response_headers[_like], raw_response_headers_[un]like,
 # response_body, response_body_[un]like, [no_]error_log, [no_]access_log,
 # [no_]shutdown_error_log, skip_nginx, skip_eval, log_level, server_name,
-# error_log_file, server_addr_for_client, raw_request_middle_delay; ONLY,
-# SKIP and LAST come from Test::Base.
+# error_log_file, server_addr_for_client, raw_request_middle_delay,
+# must_die, suppress_stderr; ONLY, SKIP and LAST come from Test::Base.
 #
 # Environment: TEST_NGINX_BINARY, _LOAD_MODULES, _SERVER_PORT, _PORT,
 # _CLIENT_PORT, _SERVROOT, _NO_CLEAN, _USE_VALGRIND, _TIMEOUT, _SLEEP,
@@ -92,6 +92,49 @@ sub run_test ($) {
     my $config     = expand_env($block->config, $name, $rand_ports);
 
     my ($skip_count, $skip_reason) = skip_spec($block);
+
+    # --- must_die: nginx must refuse to start with this config; no request
+    # is made, --- error_log is checked against what it logged (as in the
+    # real one, whose command line always names the error log with -e).
+    if (!defined $skip_count && defined $block->must_die) {
+        $config //= $PrevConfig;
+        bail_out("$name - No '--- config' section specified and could not "
+                 . "get previous one.") unless defined $config;
+
+        stop_nginx($name);
+        check_prev_block_shutdown_error_log();
+        setup_server_root();
+        write_user_files($block, $rand_ports);
+        write_config_file($block, $config, $rand_ports);
+        reset_error_log_pos();
+
+        my $must_die = $block->must_die;
+        $must_die =~ s/^\s+|\s+$//g;
+        my ($status, $exit_code) =
+            start_nginx_once($name, defined $block->suppress_stderr);
+
+        if ($status == -1) {
+            fail("$name - failed to execute the nginx command line");
+        } elsif ($status & 128) {
+            fail("$name - nginx core dumped");
+        } elsif ($must_die =~ /^\d+$/) {
+            Test::More::is($must_die, $exit_code,
+                           "$name - die with the expected exit code");
+        } else {
+            Test::More::isnt($status, 0, "$name - die as expected");
+        }
+
+        check_error_log($block, 0);
+
+        if ($status == 0) {
+            warn "WARNING: $name - nginx must die but it does not; killing it\n";
+            stop_nginx($name);
+        }
+
+        # the next block starts its own nginx
+        $PrevBlock = undef;
+        return;
+    }
 
     # A block with a config gets a freshly started nginx; one without
     # reuses the running server (real semantics).

@@ -29,7 +29,7 @@ our @EXPORT = qw(
     check_accum_error_log bail_out add_cleanup_handler
 
     nginx_version parse_time expand_env nginx_running setup_server_root
-    write_user_files write_config_file start_nginx stop_nginx
+    write_user_files write_config_file start_nginx start_nginx_once stop_nginx
     nginx_child_gone error_log_lines access_log_lines reset_error_log_pos
     valgrind_errors cleanup
 );
@@ -405,6 +405,31 @@ sub start_nginx ($) {
     }
 
     wait_for_pid_file($name);
+}
+
+# One attempt to start nginx, for --- must_die: (status of system(), exit
+# code).  Like the real one, the error log is named on the command line
+# (-e, nginx 1.19.5 and later), so that what nginx says when it refuses a
+# configuration lands in error.log and not only on stderr.  An nginx that
+# did start is left running (the caller stops it).
+sub start_nginx_once ($$) {
+    my ($name, $suppress_stderr) = @_;
+
+    my $e = $NginxVersion && $NginxVersion >= 1.019005 ? "-e $ErrLogFile " : '';
+    my $cmd = "$NginxBinary $e-p $ServRoot/ -c $ConfFile > /dev/null";
+    $cmd .= ' 2> /dev/null' if $suppress_stderr;
+
+    system($cmd);
+    my $status = $?;
+    return (-1, undef) if $status == -1;
+
+    if ($status == 0) {
+        # daemonized: wait for its pid file so that stop_nginx finds it
+        my $deadline = time + 10;
+        sleep $Sleep until -s $PidFile || time > $deadline;
+    }
+
+    return ($status, $status >> 8);
 }
 
 sub port_conflict {
