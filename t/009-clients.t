@@ -9,7 +9,7 @@
 # Every block runs with a master process (master_on); TEST 5 and 6 with two
 # workers.  The scenario of a block runs after the answer to its first
 # request (a plain page, checked like any other), inside the response body
-# check: the section
+# check (SophonClient's use_scenarios): the section
 #   --- scenario: NAME     runs main::scenario_NAME($block) there
 #   --- workers: N         worker_processes for this block (default 1)
 # Its later requests are then the "next request" that must still be
@@ -246,25 +246,7 @@ add_block_preprocessor(sub {
     workers($block->workers // 1);
 });
 
-add_response_body_check(sub {
-    my ($block, $body, $req_idx, $repeated_req_idx, $dry_run) = @_;
-    return if $dry_run;
-
-    local $_;    # the harness's loop over the checks aliases it
-
-    SophonTest::check_body(@_);
-
-    return if $req_idx != 0 || !defined $block->scenario;
-
-    (my $name = $block->scenario) =~ s/^\s+|\s+$//g;
-    my $code = main->can("scenario_$name")
-        or die "no scenario $name\n";
-
-    my $ok = eval { $code->($block); 1 };
-    my $err = $@;
-    stop_helpers();
-    fail($block->name . " - the scenario ran to its end: $err") if !$ok;
-});
+use_scenarios(\&stop_helpers);
 
 # the fixtures are read once, before any client is forked
 SophonTest::fixtures();

@@ -31,8 +31,8 @@ our @EXPORT_OK = qw(
     $Api now wait_until reap psql_rows module_backends describe_backends
     admin_conninfo db_sessions errlog acclog log_since ports_of db_sockets
     request_text http_send http_pump parse_http check_page full_request
-    served_by slow_send slow_read close_rst start_clients stop_clients
-    stop_all_clients
+    served_by slow_read close_rst start_clients stop_clients
+    stop_all_clients use_scenarios nginx_accepts files_under open_files_under
 );
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
 
@@ -228,29 +228,96 @@ sub db_sockets {
 # --------------------------------------------------------------------------
 # HTTP over our own sockets
 
+# the request of a client: GET (or $method) of the API with this query
 sub request_text {
-    my ($qs) = @_;
-    return "GET $Api?$qs HTTP/1.1\r\nHost: localhost\r\n"
+    my ($qs, $method) = @_;
+    $method //= 'GET';
+    return "$method $Api?$qs HTTP/1.1\r\nHost: localhost\r\n"
            . "Connection: close\r\n\r\n";
 }
 
-# connects and sends the request; undef and $! when the connection fails
+# connects and sends the request; undef and $! when the connection fails.
+# Options: method => 'HEAD'; rcvbuf => BYTES, the client's SO_RCVBUF, set
+# before connect so that the TCP window is small from the start (a slow
+# client then holds back the server after a few KB, not megabytes).
 sub http_send {
-    my ($qs) = @_;
+    my ($qs, %opt) = @_;
+    my $sock;
 
-    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-                                     PeerPort => server_port(),
-                                     Proto => 'tcp', Timeout => 5)
-        or return undef;
+    if ($opt{rcvbuf}) {
+        socket($sock, AF_INET, SOCK_STREAM, 0) or return undef;
+        setsockopt($sock, SOL_SOCKET, SO_RCVBUF, $opt{rcvbuf}) or return undef;
+        connect($sock, sockaddr_in(server_port(), inet_aton('127.0.0.1')))
+            or return undef;
+        binmode $sock;
+
+    } else {
+        $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                      PeerPort => server_port(),
+                                      Proto => 'tcp', Timeout => 5)
+            or return undef;
+    }
 
     local $SIG{PIPE} = 'IGNORE';
-    my $req = request_text($qs);
+    my $req = request_text($qs, $opt{method});
     my $n = syswrite $sock, $req;
     return undef if !defined $n || $n != length $req;
 
     $sock->blocking(0);
 
-    return { sock => $sock, qs => $qs, sent => now(), buf => '' };
+    return { sock => $sock, qs => $qs, sent => now(), buf => '',
+             method => $opt{method} // 'GET' };
+}
+
+# reads one client at about $rate bytes a second (at most $rate / 10 at a
+# time, every 0.1 s) until end of file, $seconds, or $done->() is true;
+# $tick->() runs between reads (at most every 0.1 s).  Returns 'eof',
+# 'done' or 'timeout'.
+sub slow_read {
+    my ($c, $rate, $seconds, $done, $tick) = @_;
+    my $start = now();
+    my $deadline = $start + $seconds;
+    my $got = 0;
+    my $sel = IO::Select->new($c->{sock});
+
+    while (1) {
+        return 'eof' if $c->{eof};
+        return 'done' if $done && $done->();
+        return 'timeout' if now() >= $deadline;
+
+        $tick->() if $tick;
+
+        my $may = int($rate * (now() - $start)) - $got;
+        if ($may < 1 || !$sel->can_read(0.1)) {
+            Time::HiRes::sleep(0.1) if $may < 1;
+            next;
+        }
+
+        my $want = $may < $rate / 10 ? $may : int($rate / 10) || 1;
+        my $buf;
+        my $n = sysread $c->{sock}, $buf, $want;
+        if (!defined $n) {
+            next if $!{EAGAIN} || $!{EWOULDBLOCK} || $!{EINTR};
+            $c->{error} = "$!";
+            $n = 0;
+        }
+        if ($n == 0) {
+            $c->{eof} = now();
+            close $c->{sock};
+            return 'eof';
+        }
+        $c->{first} //= now();
+        $c->{buf} .= $buf;
+        $got += $n;
+    }
+}
+
+# closes a client's socket with a reset (SO_LINGER 0) instead of a FIN
+sub close_rst {
+    my ($c) = @_;
+    setsockopt($c->{sock}, SOL_SOCKET, SO_LINGER, pack('ii', 1, 0));
+    close $c->{sock};
+    $c->{eof} //= now();
 }
 
 # reads what the sockets of these clients have until each has reached
@@ -478,6 +545,95 @@ sub stop_all_clients {
         reap($_, 3) for @{ $set->{pids} };
     }
     @Clients = ();
+}
+
+
+# --------------------------------------------------------------------------
+# Scenarios: a block's actions run after the answer to its first request
+# (a plain page, checked by SophonTest like any other), inside the response
+# body check, because Test::Base runs every eval section up front:
+#   --- scenario: NAME     runs main::scenario_NAME($block) there
+# Its later requests are then the "next request" that must still be served.
+# $after->() runs after every scenario, however it ended (stop helpers).
+# Every body is checked with SophonTest::check_body.
+
+sub use_scenarios {
+    my ($after) = @_;
+
+    Test::Nginx::Socket::add_response_body_check(sub {
+        my ($block, $body, $req_idx, $repeated_req_idx, $dry_run) = @_;
+        return if $dry_run;
+
+        local $_;    # the harness's loop over the checks aliases it
+
+        SophonTest::check_body(@_);
+
+        return if $req_idx != 0 || !defined $block->scenario;
+
+        (my $name = $block->scenario) =~ s/^\s+|\s+$//g;
+        my $code = main->can("scenario_$name")
+            or die "no scenario $name\n";
+
+        my $ok = eval { $code->($block); 1 };
+        my $err = $@;
+        $after->() if $after;
+        Test::More::fail($block->name . " - the scenario ran to its end: $err")
+            if !$ok;
+    });
+}
+
+# --------------------------------------------------------------------------
+# nginx and its files
+
+# (1 or 0, what nginx said): whether nginx -t accepts this http{} content
+# with the module loaded; for a test that must not start a server whose
+# configuration the module under test does not know yet
+sub nginx_accepts {
+    my ($http) = @_;
+    my $dir = File::Temp::tempdir('sophon-conf-XXXXXX', TMPDIR => 1,
+                                  CLEANUP => 1);
+    mkdir "$dir/logs";
+    my $modules = join '', map { "load_module $_;\n" }
+                           grep { length } split /\s+/,
+                           $ENV{TEST_NGINX_LOAD_MODULES} // '';
+    open my $fh, '>', "$dir/nginx.conf" or die "$dir/nginx.conf: $!\n";
+    print $fh "${modules}error_log $dir/logs/error.log;\npid $dir/nginx.pid;\n"
+              . "events {}\nhttp {\n$http\n}\n";
+    close $fh;
+
+    my $bin = $ENV{TEST_NGINX_BINARY} || 'nginx';
+    my $out = `$bin -t -e $dir/logs/error.log -p $dir/ -c $dir/nginx.conf 2>&1`;
+    return ($? == 0 ? 1 : 0, $out);
+}
+
+# the regular files under a directory (recursively)
+sub files_under {
+    my ($dir) = @_;
+    my @files;
+    my @todo = ($dir);
+    while (defined(my $d = shift @todo)) {
+        opendir my $dh, $d or next;
+        for my $e (grep { !/^\.\.?$/ } readdir $dh) {
+            my $path = "$d/$e";
+            if (-d $path && !-l $path) { push @todo, $path }
+            elsif (-f $path) { push @files, $path }
+        }
+    }
+    return @files;
+}
+
+# the files under a directory that a process holds open (also those
+# already unlinked): "PID: PATH" for each
+sub open_files_under {
+    my ($dir) = @_;
+    my @open;
+    for my $fd (glob '/proc/[0-9]*/fd/*') {
+        my $link = readlink($fd) // next;
+        next if index($link, "$dir/") != 0;
+        my ($pid) = $fd =~ m{^/proc/(\d+)/};
+        push @open, "$pid: $link";
+    }
+    return @open;
 }
 
 1;
