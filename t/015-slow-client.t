@@ -111,7 +111,8 @@ sub scenario_slow_one_connection {
     my $slow_bytes = length $slow->{buf};
     http_pump([$slow], 30) if !$slow->{eof};
     my $took = now() - $slow->{sent};
-    my $res = stop_clients($set, 30);
+    wait_clients($set, 30);
+    my $res = stop_clients($set, 5);
 
     # the others
     my @r = @{ $res->{results} || [] };

@@ -32,7 +32,7 @@ our @EXPORT_OK = qw(
     admin_conninfo db_sessions errlog acclog log_since ports_of db_sockets
     request_text http_send http_pump parse_http check_page full_request
     served_by slow_read close_rst start_clients stop_clients
-    stop_all_clients use_scenarios nginx_accepts files_under open_files_under
+    wait_clients stop_all_clients use_scenarios nginx_accepts files_under open_files_under
 );
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
 
@@ -536,6 +536,25 @@ sub stop_clients {
     }
 
     return \%all;
+}
+
+# waits at most $timeout s for the clients to end on their own (without
+# telling them to stop); true when they all have.  stop_clients() then
+# collects their results.
+sub wait_clients {
+    my ($set, $timeout) = @_;
+    my $deadline = now() + $timeout;
+    my %left = map { $_ => 1 } @{ $set->{pids} };
+
+    while (%left && now() < $deadline) {
+        for my $pid (keys %left) {
+            my $r = waitpid($pid, POSIX::WNOHANG());
+            delete $left{$pid} if $r == $pid || $r == -1;
+        }
+        Time::HiRes::sleep(0.05) if %left;
+    }
+
+    return !%left;
 }
 
 # stops every client set still running (a cleanup handler, an END block)
