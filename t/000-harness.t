@@ -293,3 +293,26 @@ GET /t
 ""
 --- shutdown_error_log
 (SIGQUIT) received
+
+
+
+=== TEST 17: must_die: nginx refuses the configuration, its error log is checked
+--- config
+    location = /t { return 200 a b c; }
+--- request
+GET /t
+--- must_die
+--- suppress_stderr
+--- error_log
+[emerg]
+invalid number of arguments in "return" directive
+
+
+
+=== TEST 18: a block after a must_die one starts its own nginx
+--- config
+    location = /t { return 200 "after"; }
+--- request
+GET /t
+--- response_body chomp
+after

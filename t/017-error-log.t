@@ -143,7 +143,7 @@ qr{^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[\w+\].*sophon_events.*sophon-notice-marker}
 GET /SophonFace/api/events?per_page=1
 --- must_die
 --- error_log eval
-qr{\[emerg\].*host}
+["[emerg]", qr{\[emerg\].*host}]
 
 
 

@@ -106,29 +106,34 @@ sub run_test ($) {
         setup_server_root();
         write_user_files($block, $rand_ports);
         write_config_file($block, $config, $rand_ports);
-        reset_error_log_pos();
 
         my $must_die = $block->must_die;
         $must_die =~ s/^\s+|\s+$//g;
-        my ($status, $exit_code) =
-            start_nginx_once($name, defined $block->suppress_stderr);
 
-        if ($status == -1) {
-            fail("$name - failed to execute the nginx command line");
-        } elsif ($status & 128) {
-            fail("$name - nginx core dumped");
-        } elsif ($must_die =~ /^\d+$/) {
-            Test::More::is($must_die, $exit_code,
-                           "$name - die with the expected exit code");
-        } else {
-            Test::More::isnt($status, 0, "$name - die as expected");
-        }
+        # once per repetition, as the real one does
+        for my $rep (0 .. $RepeatEach - 1) {
+            reset_error_log_pos();
+            my ($status, $exit_code) =
+                start_nginx_once($name, defined $block->suppress_stderr);
 
-        check_error_log($block, 0);
+            if ($status == -1) {
+                fail("$name - failed to execute the nginx command line");
+            } elsif ($status & 128) {
+                fail("$name - nginx core dumped");
+            } elsif ($must_die =~ /^\d+$/) {
+                Test::More::is($must_die, $exit_code,
+                               "$name - die with the expected exit code");
+            } else {
+                Test::More::isnt($status, 0, "$name - die as expected");
+            }
 
-        if ($status == 0) {
-            warn "WARNING: $name - nginx must die but it does not; killing it\n";
-            stop_nginx($name);
+            check_error_log($block, $rep);
+
+            if ($status == 0) {
+                warn "WARNING: $name - nginx must die but it does not;"
+                     . " killing it (req $rep)\n";
+                stop_nginx($name);
+            }
         }
 
         # the next block starts its own nginx
