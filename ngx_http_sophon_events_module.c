@@ -1,5 +1,7 @@
 
 /*
+ * Copyright (C) The ngx_http_sophon_events_module authors
+ *
  * ngx_http_sophon_events_module
  *
  * GET /SophonFace/api/events: the event history of a SophonFace box, read
@@ -27,7 +29,6 @@ static ngx_int_t ngx_http_sophon_events_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_sophon_events_start(ngx_http_request_t *r,
     ngx_http_sophon_events_ctx_t *ctx);
 static void ngx_http_sophon_events_write_handler(ngx_http_request_t *r);
-static void ngx_http_sophon_events_wait_handler(ngx_event_t *ev);
 static void ngx_http_sophon_events_cleanup(void *data);
 
 static ngx_int_t ngx_http_sophon_events_variable(ngx_http_request_t *r,
@@ -41,6 +42,8 @@ static char *ngx_http_sophon_events_merge_loc_conf(ngx_conf_t *cf,
 static char *ngx_http_sophon_events(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_sophon_events_db(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_sophon_events_drain(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static ngx_int_t ngx_http_sophon_events_init_process(ngx_cycle_t *cycle);
 static void ngx_http_sophon_events_exit_process(ngx_cycle_t *cycle);
@@ -121,6 +124,27 @@ static ngx_command_t  ngx_http_sophon_events_commands[] = {
       ngx_conf_set_bufs_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_sophon_events_loc_conf_t, bufs),
+      NULL },
+
+    { ngx_string("sophon_events_temp_path"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1234,
+      ngx_conf_set_path_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_sophon_events_loc_conf_t, temp_path),
+      NULL },
+
+    { ngx_string("sophon_events_max_temp_file_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_off_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_sophon_events_loc_conf_t, max_temp_file_size),
+      NULL },
+
+    { ngx_string("sophon_events_drain"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE2,
+      ngx_http_sophon_events_drain,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
       NULL },
 
       ngx_null_command
@@ -239,6 +263,9 @@ ngx_http_sophon_events_handler(ngx_http_request_t *r)
                                                  &error);
     }
 
+    /* the same headers as GET need only the total */
+    ctx->args.total_only = (r->method == NGX_HTTP_HEAD);
+
     return ngx_http_sophon_events_start(r, ctx);
 }
 
@@ -247,7 +274,6 @@ static ngx_int_t
 ngx_http_sophon_events_start(ngx_http_request_t *r,
     ngx_http_sophon_events_ctx_t *ctx)
 {
-    ngx_int_t            rc;
     ngx_http_cleanup_t  *cln;
 
     cln = ngx_http_cleanup_add(r, 0);
@@ -260,10 +286,6 @@ ngx_http_sophon_events_start(ngx_http_request_t *r,
 
     ctx->shape = ngx_http_sophon_events_sql_shape(&ctx->args);
 
-    ctx->wait_timer.handler = ngx_http_sophon_events_wait_handler;
-    ctx->wait_timer.data = ctx;
-    ctx->wait_timer.log = r->connection->log;
-
     ngx_http_set_ctx(r, ctx, ngx_http_sophon_events_module);
 
     /* notice a client that goes away while the database works */
@@ -272,27 +294,7 @@ ngx_http_sophon_events_start(ngx_http_request_t *r,
 
     r->main->count++;
 
-    rc = ngx_http_sophon_events_pool_acquire(ctx);
-
-    switch (rc) {
-
-    case NGX_OK:
-        ngx_http_sophon_events_query_send(ctx);
-        break;
-
-    case NGX_AGAIN:
-        break;
-
-    case NGX_DECLINED:
-        ngx_http_sophon_events_query_failed(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
-                               "too many requests wait for the database");
-        break;
-
-    default:
-        ngx_http_sophon_events_query_failed(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
-                               "no database connection can be opened");
-        break;
-    }
+    ngx_http_sophon_events_query_start(ctx);
 
     return NGX_DONE;
 }
@@ -309,53 +311,32 @@ ngx_http_sophon_events_write_handler(ngx_http_request_t *r)
 
     if (wev->timedout) {
         r->connection->timedout = 1;
-        ngx_http_sophon_events_query_failed(ctx, NGX_HTTP_REQUEST_TIME_OUT,
-                                            "the client timed out");
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, NGX_ETIMEDOUT,
+                      "sophon_events: the client timed out");
+
+        /* the statement, if any, is read on for nobody */
+        ctx->done = 1;
+        ngx_http_sophon_events_query_detach(ctx);
+        ngx_http_finalize_request(r, NGX_HTTP_REQUEST_TIME_OUT);
         return;
     }
 
-    ngx_http_sophon_events_query_resume(ctx);
+    ngx_http_sophon_events_query_client(ctx);
 }
 
 
-/* the queue's timeout, or a wake-up posted by the pool */
-
-static void
-ngx_http_sophon_events_wait_handler(ngx_event_t *ev)
-{
-    ngx_connection_t              *c;
-    ngx_http_sophon_events_ctx_t  *ctx;
-
-    ctx = ev->data;
-    c = ctx->request->connection;
-
-    if (ev->timedout) {
-        ev->timedout = 0;
-        ngx_http_sophon_events_query_failed(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
-                       "no database connection came free in time");
-
-    } else if (ctx->conn == NULL) {
-        ngx_http_sophon_events_query_failed(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
-                       "no database connection can be opened");
-
-    } else {
-        ngx_http_sophon_events_query_send(ctx);
-    }
-
-    ngx_http_run_posted_requests(c);
-}
-
+/*
+ * The request ends, however: it lets go of the database.  A statement
+ * still running is read to its end for nobody, and its connection goes
+ * back to the pool.
+ */
 
 static void
 ngx_http_sophon_events_cleanup(void *data)
 {
     ngx_http_sophon_events_ctx_t  *ctx = data;
 
-    /*
-     * A connection in the middle of a query is closed, not reused; one the
-     * request never sent anything on goes back to the pool.
-     */
-    ngx_http_sophon_events_query_detach(ctx, ctx->nsteps == 0);
+    ngx_http_sophon_events_query_detach(ctx);
 }
 
 
@@ -458,6 +439,7 @@ ngx_http_sophon_events_create_loc_conf(ngx_conf_t *cf)
      * set by ngx_pcalloc():
      *
      *     conf->bufs.num = 0;
+     *     conf->temp_path = NULL;
      */
 
     conf->enable = NGX_CONF_UNSET;
@@ -469,6 +451,9 @@ ngx_http_sophon_events_create_loc_conf(ngx_conf_t *cf)
     conf->top_k_max = NGX_CONF_UNSET_UINT;
     conf->max_value_length = NGX_CONF_UNSET_SIZE;
     conf->max_list_items = NGX_CONF_UNSET_UINT;
+    conf->max_temp_file_size = NGX_CONF_UNSET;
+    conf->drain_size = NGX_CONF_UNSET_SIZE;
+    conf->drain_time = NGX_CONF_UNSET_MSEC;
 
     return conf;
 }
@@ -499,6 +484,19 @@ ngx_http_sophon_events_merge_loc_conf(ngx_conf_t *cf, void *parent,
                               100);
 
     ngx_conf_merge_bufs_value(conf->bufs, prev->bufs, 8, 32768);
+
+    ngx_conf_merge_off_value(conf->max_temp_file_size,
+                             prev->max_temp_file_size, 1024 * 1024 * 1024);
+
+    ngx_conf_merge_size_value(conf->drain_size, prev->drain_size,
+                              16 * 1024 * 1024);
+    ngx_conf_merge_msec_value(conf->drain_time, prev->drain_time, 5000);
+
+    /* unset: the location's client_body_temp_path, when it is needed */
+
+    if (conf->temp_path == NULL) {
+        conf->temp_path = prev->temp_path;
+    }
 
     if (!conf->enable) {
         return NGX_CONF_OK;
@@ -663,6 +661,44 @@ invalid:
                        "invalid parameter \"%V\"", &value[i]);
 
     return NGX_CONF_ERROR;
+}
+
+
+/* sophon_events_drain SIZE TIME; */
+
+static char *
+ngx_http_sophon_events_drain(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_sophon_events_loc_conf_t  *slcf = conf;
+
+    ssize_t      size;
+    ngx_str_t   *value;
+    ngx_msec_t   ms;
+
+    if (slcf->drain_size != NGX_CONF_UNSET_SIZE) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    size = ngx_parse_size(&value[1]);
+    if (size == NGX_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid size \"%V\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    ms = ngx_parse_time(&value[2], 0);
+    if (ms == (ngx_msec_t) NGX_ERROR || ms == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid time \"%V\"", &value[2]);
+        return NGX_CONF_ERROR;
+    }
+
+    slcf->drain_size = size;
+    slcf->drain_time = ms;
+
+    return NGX_CONF_OK;
 }
 
 

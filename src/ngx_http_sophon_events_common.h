@@ -42,13 +42,15 @@ typedef struct {
     ngx_uint_t                      page;
     ngx_uint_t                      top_k;        /* 0: no cap */
     ngx_uint_t                      with_feature; /* 0: left out */
+    ngx_uint_t                      total_only;   /* HEAD: no documents */
     ngx_str_t                       filter[NGX_HTTP_SOPHON_EVENTS_NFILTERS];
 } ngx_http_sophon_events_query_args_t;
 
 
-typedef struct ngx_http_sophon_events_pool_s  ngx_http_sophon_events_pool_t;
-typedef struct ngx_http_sophon_events_conn_s  ngx_http_sophon_events_conn_t;
-typedef struct ngx_http_sophon_events_ctx_s   ngx_http_sophon_events_ctx_t;
+typedef struct ngx_http_sophon_events_pool_s   ngx_http_sophon_events_pool_t;
+typedef struct ngx_http_sophon_events_conn_s   ngx_http_sophon_events_conn_t;
+typedef struct ngx_http_sophon_events_query_s  ngx_http_sophon_events_query_t;
+typedef struct ngx_http_sophon_events_ctx_s    ngx_http_sophon_events_ctx_t;
 
 
 typedef struct {
@@ -64,8 +66,30 @@ typedef struct {
     size_t                          max_value_length;
     ngx_uint_t                      max_list_items;
 
+    /* what the client has not taken yet: memory, then a file */
     ngx_bufs_t                      bufs;
+    ngx_path_t                     *temp_path;
+    off_t                           max_temp_file_size;
+
+    /* a connection whose request went away reads on to the Sync */
+    size_t                          drain_size;
+    ngx_msec_t                      drain_time;
 } ngx_http_sophon_events_loc_conf_t;
+
+
+/*
+ * A request waiting for a connection.  The pool wakes it by one path
+ * only: its posted event, with "conn" set, or NULL if none could be
+ * opened; the same event's timer is the queue's timeout.
+ */
+
+typedef struct {
+    ngx_queue_t                     queue;        /* in pool->waiting */
+    ngx_event_t                     event;
+    ngx_http_sophon_events_conn_t  *conn;
+    ngx_msec_t                      connect_timeout;
+    unsigned                        queued:1;
+} ngx_http_sophon_events_waiter_t;
 
 
 struct ngx_http_sophon_events_ctx_s {
@@ -74,15 +98,9 @@ struct ngx_http_sophon_events_ctx_s {
     ngx_http_sophon_events_query_args_t    args;
 
     /* the database side */
-    ngx_http_sophon_events_conn_t         *conn;
-    ngx_queue_t                            waiting;    /* in pool->waiting */
-    ngx_event_t                            wait_timer;
+    ngx_http_sophon_events_waiter_t        waiter;
+    ngx_http_sophon_events_query_t        *query;      /* being read */
     ngx_uint_t                             shape;      /* filters present */
-    ngx_uint_t                             steps[4];   /* the pipeline */
-    ngx_uint_t                             nsteps;
-    ngx_uint_t                             step;       /* being read */
-    ngx_uint_t                             error_status;
-    ngx_msec_t                             db_start;
     ngx_msec_t                             db_time;
 
     /* the answer */
@@ -96,16 +114,16 @@ struct ngx_http_sophon_events_ctx_s {
     ngx_chain_t                           *cl;         /* being filled */
     ngx_int_t                              nbufs;
 
-    /* rows received and not yet all copied into buffers */
-    PGresult                              *result;
-    int                                    row;
-    size_t                                 row_sent;
+    /* past the memory buffers, the rest goes through a temporary file */
+    ngx_temp_file_t                       *temp_file;
+    ngx_buf_t                             *spill;      /* filled, written */
+    off_t                                  file_queued; /* handed on */
+    ngx_chain_t                           *file_free;
 
-    unsigned                               queued:1;
-    unsigned                               paused:1;   /* client behind */
     unsigned                               header_sent:1;
     unsigned                               discard:1;  /* HEAD */
     unsigned                               out_failed:1;
+    unsigned                               over_cap:1;
     unsigned                               done:1;
 };
 

@@ -1,14 +1,23 @@
 
 /*
- * ngx_http_sophon_events_module: the JSON answer, streamed in buffers the
- * request owns and recycles.
+ * Copyright (C) The ngx_http_sophon_events_module authors
+ *
+ * ngx_http_sophon_events_module: the JSON answer, in buffers the request
+ * owns and recycles, then in a temporary file while the client is behind.
  *
  * yajl writes the envelope ('{"data":[', the pagination block, errors);
  * each event is the text of its jsonb column, which PostgreSQL guarantees
- * is valid JSON, copied between the envelope's brackets as it is.  At most
- * sophon_events_buffers buffers exist per request: when all of them are on
- * their way to a slow client, rows wait in libpq, and libpq waits in the
- * socket, so a page of any size costs the worker the same memory.
+ * is valid JSON, copied between the envelope's brackets as it is.
+ *
+ * The database is read at its own speed, never the client's (query.c).
+ * At most sophon_events_buffers buffers exist per request; when all of
+ * them are on their way to a slow client, the rest of the answer goes
+ * through one more buffer into a temporary file in sophon_events_temp_path
+ * (unlinked at once: it goes with the request), at most
+ * sophon_events_max_temp_file_size of it.  The file is handed to nginx a
+ * stretch at a time, each once the client has taken the one before, and
+ * sent by sendfile() or read back in output_buffers: so a page of any size
+ * costs the worker the same memory, as proxy_buffering does.
  */
 
 
@@ -26,11 +35,21 @@ typedef struct {
 
 
 static ngx_int_t ngx_http_sophon_events_next_buf(
-    ngx_http_sophon_events_ctx_t *ctx, ngx_uint_t force);
+    ngx_http_sophon_events_ctx_t *ctx);
 static void ngx_http_sophon_events_queue_buf(
     ngx_http_sophon_events_ctx_t *ctx);
-static size_t ngx_http_sophon_events_write(ngx_http_sophon_events_ctx_t *ctx,
-    const u_char *data, size_t len, ngx_uint_t force);
+static ngx_int_t ngx_http_sophon_events_write(
+    ngx_http_sophon_events_ctx_t *ctx, const u_char *data, size_t len);
+static ngx_int_t ngx_http_sophon_events_spill_start(
+    ngx_http_sophon_events_ctx_t *ctx);
+static ngx_int_t ngx_http_sophon_events_spill_write(
+    ngx_http_sophon_events_ctx_t *ctx);
+static ngx_int_t ngx_http_sophon_events_queue_file(
+    ngx_http_sophon_events_ctx_t *ctx);
+static ngx_uint_t ngx_http_sophon_events_file_busy(
+    ngx_http_sophon_events_ctx_t *ctx);
+static void ngx_http_sophon_events_take_back(
+    ngx_http_sophon_events_ctx_t *ctx);
 static void ngx_http_sophon_events_print(void *data, const char *s,
     size_t len);
 static ngx_int_t ngx_http_sophon_events_gen_create(
@@ -96,71 +115,39 @@ ngx_http_sophon_events_output_start(ngx_http_sophon_events_ctx_t *ctx)
         || yajl_gen_array_open(ctx->gen) != yajl_gen_status_ok
         || ctx->out_failed)
     {
-        return NGX_ERROR;
+        return ctx->over_cap ? NGX_DECLINED : NGX_ERROR;
     }
 
     return NGX_OK;
 }
 
 
+/* "," (after the first) and the document's text */
+
 ngx_int_t
-ngx_http_sophon_events_output_rows(ngx_http_sophon_events_ctx_t *ctx)
+ngx_http_sophon_events_output_row(ngx_http_sophon_events_ctx_t *ctx,
+    u_char *doc, size_t len)
 {
-    int        n;
-    size_t     len, sep, sent;
-    u_char    *doc;
-    PGresult  *res;
+    ngx_int_t  rc;
 
-    res = ctx->result;
-    n = PQntuples(res);
-
-    /*
-     * Each row is (total, doc) and becomes "," (after the first) and the
-     * document's text; a NULL doc is the only row of an empty page.
-     */
-
-    while (ctx->row < n) {
-
-        if (PQgetisnull(res, ctx->row, 1)) {
-            ctx->row++;
-            continue;
-        }
-
-        if (ctx->discard) {
-            ctx->rows++;
-            ctx->row++;
-            continue;
-        }
-
-        doc = (u_char *) PQgetvalue(res, ctx->row, 1);
-        len = PQgetlength(res, ctx->row, 1);
-        sep = ctx->rows ? 1 : 0;
-
-        if (ctx->row_sent < sep) {
-            if (ngx_http_sophon_events_write(ctx, (u_char *) ",", 1, 0) == 0) {
-                return NGX_AGAIN;
-            }
-
-            ctx->row_sent = 1;
-        }
-
-        sent = ctx->row_sent - sep;
-
-        ctx->row_sent += ngx_http_sophon_events_write(ctx, doc + sent,
-                                                      len - sent, 0);
-
-        if (ctx->row_sent < sep + len) {
-            return NGX_AGAIN;
-        }
-
-        ctx->row_sent = 0;
-        ctx->row++;
+    if (ctx->discard) {
         ctx->rows++;
+        return NGX_OK;
     }
 
-    PQclear(res);
-    ctx->result = NULL;
-    ctx->row = 0;
+    if (ctx->rows) {
+        rc = ngx_http_sophon_events_write(ctx, (u_char *) ",", 1);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+    }
+
+    rc = ngx_http_sophon_events_write(ctx, doc, len);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    ctx->rows++;
 
     return NGX_OK;
 }
@@ -169,8 +156,9 @@ ngx_http_sophon_events_output_rows(ngx_http_sophon_events_ctx_t *ctx)
 ngx_int_t
 ngx_http_sophon_events_output_finish(ngx_http_sophon_events_ctx_t *ctx)
 {
+    ngx_int_t            rc;
     yajl_gen             gen;
-    ngx_buf_t           *b;
+    ngx_chain_t         *cl;
     ngx_http_request_t  *r;
     ngx_http_sophon_events_query_args_t  *args;
 
@@ -200,14 +188,36 @@ ngx_http_sophon_events_output_finish(ngx_http_sophon_events_ctx_t *ctx)
         || yajl_gen_map_close(gen) != yajl_gen_status_ok
         || ctx->out_failed)
     {
+        return ctx->over_cap ? NGX_DECLINED : NGX_ERROR;
+    }
+
+    /* everything is handed to nginx now: its writer sends the rest */
+
+    if (ctx->spill) {
+        rc = ngx_http_sophon_events_spill_write(ctx);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        if (ctx->temp_file->offset > ctx->file_queued
+            && ngx_http_sophon_events_queue_file(ctx) != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+    } else if (ctx->cl) {
+        ngx_http_sophon_events_queue_buf(ctx);
+    }
+
+    if (ctx->out == NULL) {
+        /* cannot happen: the pagination block is always queued last */
         return NGX_ERROR;
     }
 
-    b = ctx->cl->buf;
-    b->last_buf = (r == r->main) ? 1 : 0;
-    b->last_in_chain = 1;
+    for (cl = ctx->out; cl->next; cl = cl->next) { /* void */ }
 
-    ngx_http_sophon_events_queue_buf(ctx);
+    cl->buf->last_buf = (r == r->main) ? 1 : 0;
+    cl->buf->last_in_chain = 1;
 
     return ngx_http_sophon_events_output_flush(ctx, 0);
 }
@@ -215,9 +225,8 @@ ngx_http_sophon_events_output_finish(ngx_http_sophon_events_ctx_t *ctx)
 
 /*
  * "flush": what is ready must go now, a partly filled buffer too.  Needed
- * whenever we stop producing (the database is slow, or every buffer is on
- * its way): nginx would otherwise hold back less than postpone_output
- * bytes, and with buffers smaller than that we would wait for ourselves.
+ * whenever we stop producing (the database is slow): nginx would otherwise
+ * hold back less than postpone_output bytes.
  */
 
 ngx_int_t
@@ -235,10 +244,28 @@ ngx_http_sophon_events_output_flush(ngx_http_sophon_events_ctx_t *ctx,
     }
 
     if (flush) {
-        if (ctx->cl && ctx->cl->buf->last > ctx->cl->buf->pos) {
+        if (ctx->spill) {
+            rc = ngx_http_sophon_events_spill_write(ctx);
+            if (rc != NGX_OK) {
+                return rc;
+            }
+
+        } else if (ctx->cl && ctx->cl->buf->last > ctx->cl->buf->pos) {
             ngx_http_sophon_events_queue_buf(ctx);
         }
+    }
 
+    /* the file's next stretch, once the client took the one before */
+
+    if (ctx->temp_file
+        && ctx->temp_file->offset > ctx->file_queued
+        && !ngx_http_sophon_events_file_busy(ctx)
+        && ngx_http_sophon_events_queue_file(ctx) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (flush) {
         for (cl = ctx->out; cl; cl = cl->next) {
             if (cl->next == NULL) {
                 cl->buf->flush = 1;
@@ -252,26 +279,35 @@ ngx_http_sophon_events_output_flush(ngx_http_sophon_events_ctx_t *ctx,
 
     rc = ngx_http_output_filter(r, ctx->out);
 
-    ngx_chain_update_chains(r->pool, &ctx->free, &ctx->busy, &ctx->out,
-                            NGX_HTTP_SOPHON_EVENTS_TAG);
-    ctx->last_out = &ctx->out;
+    ngx_http_sophon_events_take_back(ctx);
 
     return rc;
 }
 
 
-ngx_uint_t
-ngx_http_sophon_events_output_ready(ngx_http_sophon_events_ctx_t *ctx)
+/* what the client took comes back: memory buffers and file stretches */
+
+static void
+ngx_http_sophon_events_take_back(ngx_http_sophon_events_ctx_t *ctx)
 {
-    if (ctx->discard || ctx->free != NULL) {
-        return 1;
-    }
+    ngx_chain_t  *cl, **ll;
 
-    if (ctx->nbufs < ctx->conf->bufs.num) {
-        return 1;
-    }
+    ngx_chain_update_chains(ctx->request->pool, &ctx->free, &ctx->busy,
+                            &ctx->out, NGX_HTTP_SOPHON_EVENTS_TAG);
+    ctx->last_out = &ctx->out;
 
-    return ctx->cl != NULL && ctx->cl->buf->last < ctx->cl->buf->end;
+    for (ll = &ctx->free; *ll; /* void */) {
+        cl = *ll;
+
+        if (cl->buf->in_file) {
+            *ll = cl->next;
+            cl->next = ctx->file_free;
+            ctx->file_free = cl;
+            continue;
+        }
+
+        ll = &cl->next;
+    }
 }
 
 
@@ -388,9 +424,13 @@ ngx_http_sophon_events_queue_buf(ngx_http_sophon_events_ctx_t *ctx)
 }
 
 
+/*
+ * The buffer being filled is queued and the next one taken: a free one, a
+ * new one while fewer than sophon_events_buffers exist, or NGX_AGAIN.
+ */
+
 static ngx_int_t
-ngx_http_sophon_events_next_buf(ngx_http_sophon_events_ctx_t *ctx,
-    ngx_uint_t force)
+ngx_http_sophon_events_next_buf(ngx_http_sophon_events_ctx_t *ctx)
 {
     ngx_buf_t           *b;
     ngx_chain_t         *cl;
@@ -415,9 +455,7 @@ ngx_http_sophon_events_next_buf(ngx_http_sophon_events_ctx_t *ctx,
         return NGX_OK;
     }
 
-    /* the envelope may take one buffer past the limit: it never waits */
-
-    if (ctx->nbufs >= ctx->conf->bufs.num && !force) {
+    if (ctx->nbufs >= ctx->conf->bufs.num) {
         return NGX_AGAIN;
     }
 
@@ -445,33 +483,230 @@ ngx_http_sophon_events_next_buf(ngx_http_sophon_events_ctx_t *ctx,
 }
 
 
-/* copies what fits; returns how much that was */
+/*
+ * Copies "data" into the answer: into memory buffers while one is free,
+ * into the temporary file once none is (and from then on, to keep the
+ * order).  NGX_DECLINED: the file would pass its cap.
+ */
 
-static size_t
+static ngx_int_t
 ngx_http_sophon_events_write(ngx_http_sophon_events_ctx_t *ctx,
-    const u_char *data, size_t len, ngx_uint_t force)
+    const u_char *data, size_t len)
 {
-    size_t      n, written;
+    size_t      n;
+    ngx_int_t   rc;
     ngx_buf_t  *b;
 
-    written = 0;
+    while (len) {
 
-    while (written < len) {
+        if (ctx->spill) {
+            b = ctx->spill;
 
-        if (ctx->cl == NULL || ctx->cl->buf->last == ctx->cl->buf->end) {
-            if (ngx_http_sophon_events_next_buf(ctx, force) != NGX_OK) {
-                break;
+            if (b->last == b->end) {
+                rc = ngx_http_sophon_events_spill_write(ctx);
+                if (rc != NGX_OK) {
+                    return rc;
+                }
             }
+
+        } else {
+
+            if (ctx->cl == NULL || ctx->cl->buf->last == ctx->cl->buf->end) {
+                rc = ngx_http_sophon_events_next_buf(ctx);
+
+                if (rc == NGX_AGAIN) {
+                    /* all on their way: take back what the client took */
+
+                    if (ngx_http_sophon_events_output_flush(ctx, 0)
+                        == NGX_ERROR)
+                    {
+                        return NGX_ERROR;
+                    }
+
+                    rc = ngx_http_sophon_events_next_buf(ctx);
+
+                    if (rc == NGX_AGAIN) {
+                        rc = ngx_http_sophon_events_spill_start(ctx);
+                        if (rc != NGX_OK) {
+                            return rc;
+                        }
+
+                        continue;
+                    }
+                }
+
+                if (rc != NGX_OK) {
+                    return NGX_ERROR;
+                }
+            }
+
+            b = ctx->cl->buf;
         }
 
-        b = ctx->cl->buf;
-        n = ngx_min((size_t) (b->end - b->last), len - written);
+        n = ngx_min((size_t) (b->end - b->last), len);
 
-        b->last = ngx_cpymem(b->last, data + written, n);
-        written += n;
+        b->last = ngx_cpymem(b->last, data, n);
+        data += n;
+        len -= n;
     }
 
-    return written;
+    return NGX_OK;
+}
+
+
+/* the client is behind and every memory buffer is on its way to it */
+
+static ngx_int_t
+ngx_http_sophon_events_spill_start(ngx_http_sophon_events_ctx_t *ctx)
+{
+    ngx_temp_file_t           *tf;
+    ngx_http_request_t        *r;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (ctx->conf->max_temp_file_size == 0) {
+        ctx->over_cap = 1;
+        return NGX_DECLINED;
+    }
+
+    r = ctx->request;
+
+    tf = ngx_pcalloc(r->pool, sizeof(ngx_temp_file_t));
+    if (tf == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* not persistent: unlinked as soon as it is created */
+
+    tf->file.fd = NGX_INVALID_FILE;
+    tf->file.log = r->connection->log;
+    tf->path = ctx->conf->temp_path;
+
+    if (tf->path == NULL) {
+        /* no sophon_events_temp_path: where the location keeps bodies */
+        clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+        tf->path = clcf->client_body_temp_path;
+    }
+    tf->pool = r->pool;
+    tf->log_level = NGX_LOG_INFO;
+    tf->warn = "a sophon_events answer is buffered to a temporary file";
+
+    ctx->spill = ngx_create_temp_buf(r->pool, ctx->conf->bufs.size);
+    if (ctx->spill == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->temp_file = tf;
+
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "sophon_events output: the rest goes to a temporary file");
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_sophon_events_spill_write(ngx_http_sophon_events_ctx_t *ctx)
+{
+    ssize_t           n;
+    ngx_buf_t        *b;
+    ngx_chain_t       cl;
+    ngx_temp_file_t  *tf;
+
+    b = ctx->spill;
+    tf = ctx->temp_file;
+
+    if (b->last == b->pos) {
+        return NGX_OK;
+    }
+
+    if (tf->offset + (b->last - b->pos) > ctx->conf->max_temp_file_size) {
+        ctx->over_cap = 1;
+        return NGX_DECLINED;
+    }
+
+    cl.buf = b;
+    cl.next = NULL;
+
+    n = ngx_write_chain_to_temp_file(tf, &cl);
+
+    if (n == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    tf->offset += n;
+
+    b->pos = b->start;
+    b->last = b->start;
+
+    return NGX_OK;
+}
+
+
+/* what the file holds and nginx has not been given yet, as one buffer */
+
+static ngx_int_t
+ngx_http_sophon_events_queue_file(ngx_http_sophon_events_ctx_t *ctx)
+{
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    cl = ctx->file_free;
+
+    if (cl) {
+        ctx->file_free = cl->next;
+        b = cl->buf;
+        ngx_memzero(b, sizeof(ngx_buf_t));
+
+    } else {
+        b = ngx_calloc_buf(ctx->request->pool);
+        if (b == NULL) {
+            return NGX_ERROR;
+        }
+
+        cl = ngx_alloc_chain_link(ctx->request->pool);
+        if (cl == NULL) {
+            return NGX_ERROR;
+        }
+
+        cl->buf = b;
+    }
+
+    b->in_file = 1;
+    b->file = &ctx->temp_file->file;
+    b->file_pos = ctx->file_queued;
+    b->file_last = ctx->temp_file->offset;
+    b->tag = NGX_HTTP_SOPHON_EVENTS_TAG;
+
+    ctx->file_queued = b->file_last;
+
+    cl->next = NULL;
+    *ctx->last_out = cl;
+    ctx->last_out = &cl->next;
+
+    return NGX_OK;
+}
+
+
+/* has the client still to take a stretch of the file? */
+
+static ngx_uint_t
+ngx_http_sophon_events_file_busy(ngx_http_sophon_events_ctx_t *ctx)
+{
+    ngx_chain_t  *cl;
+
+    for (cl = ctx->busy; cl; cl = cl->next) {
+        if (cl->buf->in_file && cl->buf->file_pos < cl->buf->file_last) {
+            return 1;
+        }
+    }
+
+    for (cl = ctx->out; cl; cl = cl->next) {
+        if (cl->buf->in_file) {
+            return 1;
+        }
+    }
+
+    return 0;
 }
 
 
@@ -480,10 +715,18 @@ ngx_http_sophon_events_write(ngx_http_sophon_events_ctx_t *ctx,
 static void
 ngx_http_sophon_events_print(void *data, const char *s, size_t len)
 {
+    ngx_int_t                      rc;
     ngx_http_sophon_events_ctx_t  *ctx = data;
 
-    if (ngx_http_sophon_events_write(ctx, (u_char *) s, len, 1) != len) {
+    if (ctx->out_failed) {
+        return;
+    }
+
+    rc = ngx_http_sophon_events_write(ctx, (u_char *) s, len);
+
+    if (rc != NGX_OK) {
         ctx->out_failed = 1;
+        ctx->over_cap = (rc == NGX_DECLINED);
     }
 }
 

@@ -1,7 +1,9 @@
 
 /*
- * ngx_http_sophon_events_module: the JSON answer, streamed in buffers the
- * request owns and recycles.
+ * Copyright (C) The ngx_http_sophon_events_module authors
+ *
+ * ngx_http_sophon_events_module: the JSON answer, in buffers the request
+ * owns and recycles, then in a temporary file while the client is behind.
  */
 
 
@@ -17,23 +19,22 @@ ngx_int_t ngx_http_sophon_events_output_start(
     ngx_http_sophon_events_ctx_t *ctx);
 
 /*
- * copies the rows of ctx->result into buffers; NGX_AGAIN: the buffers are
- * all on their way to the client, call again when some come back
+ * one event's document; NGX_DECLINED: the client is behind, and the
+ * temporary file would pass sophon_events_max_temp_file_size
  */
-ngx_int_t ngx_http_sophon_events_output_rows(
-    ngx_http_sophon_events_ctx_t *ctx);
+ngx_int_t ngx_http_sophon_events_output_row(ngx_http_sophon_events_ctx_t *ctx,
+    u_char *doc, size_t len);
 
-/* '],"pagination":{...}}' and the last buffer */
+/* '],"pagination":{...}}' and the last buffer, all handed to nginx */
 ngx_int_t ngx_http_sophon_events_output_finish(
     ngx_http_sophon_events_ctx_t *ctx);
 
-/* passes what is ready down the filter chain and takes back sent buffers */
+/*
+ * passes what is ready down the filter chain and takes back sent buffers;
+ * "flush": what is ready must go now, a partly filled buffer too
+ */
 ngx_int_t ngx_http_sophon_events_output_flush(
     ngx_http_sophon_events_ctx_t *ctx, ngx_uint_t flush);
-
-/* may another row be copied now, or is the client behind? */
-ngx_uint_t ngx_http_sophon_events_output_ready(
-    ngx_http_sophon_events_ctx_t *ctx);
 
 /* a whole error answer, in the contract's shape; returns for finalize */
 ngx_int_t ngx_http_sophon_events_send_error(ngx_http_request_t *r,

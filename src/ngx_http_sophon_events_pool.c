@@ -1,18 +1,29 @@
 
 /*
+ * Copyright (C) The ngx_http_sophon_events_module authors
+ *
  * ngx_http_sophon_events_module: the per-worker pool of non-blocking
  * PostgreSQL connections and its queue of waiting requests.
+ *
+ * The pool is a plain resource, as nginx's upstream keepalive cache is: it
+ * opens, hands out, takes back and closes connections, and knows nothing
+ * of what runs on them.  Whoever takes a connection installs its handler;
+ * giving it back forgets the handler.
  *
  * libpq owns each socket; nginx only watches it.  A connection is wrapped
  * in an ngx_connection_t for the event loop and is unwrapped, never closed
  * by nginx, before PQfinish() closes the socket.  Connections are opened
  * with PQconnectStartParams() and driven by PQconnectPoll() from socket
  * events, so no step ever waits on the database.
+ *
+ * A request that finds no idle connection waits in the queue; a new
+ * connection is opened for it while fewer are being opened than requests
+ * wait, and the pool allows one more.  Whichever connection comes free
+ * first, new or given back, goes to the oldest waiting request.
  */
 
 
 #include "ngx_http_sophon_events_pool.h"
-#include "ngx_http_sophon_events_query.h"
 
 #include <poll.h>
 
@@ -21,6 +32,12 @@
 #endif
 
 
+static ngx_int_t ngx_http_sophon_events_pool_check(ngx_conf_t *cf,
+    PQconninfoOption *opts);
+static ngx_int_t ngx_http_sophon_events_pool_check_host(ngx_conf_t *cf,
+    const char *host);
+static const char *ngx_http_sophon_events_pool_value(PQconninfoOption *opts,
+    const char *keyword);
 static ngx_int_t ngx_http_sophon_events_pool_param(ngx_conf_t *cf,
     ngx_http_sophon_events_pool_t *pool, ngx_uint_t i, const char *keyword,
     const char *value);
@@ -28,8 +45,20 @@ static ngx_int_t ngx_http_sophon_events_pool_options(ngx_conf_t *cf,
     ngx_http_sophon_events_pool_t *pool, ngx_uint_t i, const char *options);
 static char *ngx_http_sophon_events_strdup(ngx_pool_t *pool, const char *a,
     const char *b);
+static ngx_http_sophon_events_conn_t *ngx_http_sophon_events_pool_get_idle(
+    ngx_http_sophon_events_pool_t *pool);
+static void ngx_http_sophon_events_pool_give(
+    ngx_http_sophon_events_conn_t *conn);
+static void ngx_http_sophon_events_pool_wake(
+    ngx_http_sophon_events_pool_t *pool,
+    ngx_http_sophon_events_conn_t *conn);
+static void ngx_http_sophon_events_pool_serve_waiting(
+    ngx_http_sophon_events_pool_t *pool);
 static ngx_int_t ngx_http_sophon_events_conn_open(
-    ngx_http_sophon_events_pool_t *pool, ngx_http_sophon_events_ctx_t *ctx);
+    ngx_http_sophon_events_pool_t *pool, ngx_msec_t connect_timeout,
+    ngx_log_t *log);
+static void ngx_http_sophon_events_conn_notice(void *arg,
+    const PGresult *res);
 static ngx_int_t ngx_http_sophon_events_conn_watch(
     ngx_http_sophon_events_conn_t *conn);
 static void ngx_http_sophon_events_conn_unwatch(
@@ -39,29 +68,24 @@ static ngx_uint_t ngx_http_sophon_events_conn_same_socket(
 static void ngx_http_sophon_events_conn_close(
     ngx_http_sophon_events_conn_t *conn);
 static void ngx_http_sophon_events_conn_handler(ngx_event_t *ev);
-static void ngx_http_sophon_events_conn_event(
-    ngx_http_sophon_events_conn_t *conn);
 static void ngx_http_sophon_events_conn_connect(
     ngx_http_sophon_events_conn_t *conn);
-static void ngx_http_sophon_events_conn_connected(
-    ngx_http_sophon_events_conn_t *conn);
+static void ngx_http_sophon_events_conn_failed(
+    ngx_http_sophon_events_conn_t *conn, const char *why);
 static void ngx_http_sophon_events_conn_idle(
     ngx_http_sophon_events_conn_t *conn);
 static ngx_int_t ngx_http_sophon_events_conn_check_idle(
     ngx_http_sophon_events_conn_t *conn);
-static void ngx_http_sophon_events_pool_serve_waiting(
-    ngx_http_sophon_events_pool_t *pool);
-static void ngx_http_sophon_events_conn_failed(
-    ngx_http_sophon_events_conn_t *conn, const char *why);
 
 
 /*
  * The connection string is parsed here, so that "nginx -t" refuses a bad
  * one, and completed with what the module relies on: UTF8 as the client
- * encoding, and a server that notices within a second when the module
- * closes a connection in the middle of a query (its client went away, or
- * it timed out), so that the query stops instead of running on.  The
- * operator's own "options" come after ours and may override them.
+ * encoding; no GSS encryption, whose negotiation may wait on a Kerberos
+ * server inside PQconnectPoll(); and a server that notices within a second
+ * when the module closes a connection in the middle of a query, so that
+ * the query stops instead of running on.  The operator's own values win,
+ * but for the encoding, and their "options" come after ours.
  */
 
 ngx_http_sophon_events_pool_t *
@@ -91,20 +115,19 @@ ngx_http_sophon_events_pool_create(ngx_conf_t *cf, ngx_str_t *conninfo)
     if (opts == NULL) {
         /* libpq's message names the bad part, never a password */
 
-        n = error ? ngx_strlen(error) : 0;
-
-        while (n && (error[n - 1] == '\n' || error[n - 1] == ' ')) {
-            error[--n] = '\0';
-        }
-
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid connection string: %s",
-                           error ? error : "out of memory");
+                           error ? ngx_http_sophon_events_pq_message(error)
+                                 : "out of memory");
         PQfreemem(error);
         return NULL;
     }
 
-    n = 4;
+    if (ngx_http_sophon_events_pool_check(cf, opts) != NGX_OK) {
+        goto failed;
+    }
+
+    n = 6;
 
     for (o = opts; o->keyword; o++) {
         n++;
@@ -139,6 +162,29 @@ ngx_http_sophon_events_pool_create(ngx_conf_t *cf, ngx_str_t *conninfo)
         }
     }
 
+    if (ngx_http_sophon_events_pool_value(opts, "gssencmode") == NULL
+        && ngx_http_sophon_events_pool_param(cf, pool, n++, "gssencmode",
+                                             "disable") != NGX_OK)
+    {
+        goto failed;
+    }
+
+#if !(NGX_OPENSSL)
+
+    /*
+     * libpq's TLS keeps decrypted bytes that the socket no longer shows;
+     * only OpenSSL's SSL_pending() tells of them
+     */
+
+    if (ngx_http_sophon_events_pool_value(opts, "sslmode") == NULL
+        && ngx_http_sophon_events_pool_param(cf, pool, n++, "sslmode",
+                                             "disable") != NGX_OK)
+    {
+        goto failed;
+    }
+
+#endif
+
     if (ngx_http_sophon_events_pool_param(cf, pool, n++, "client_encoding",
                                           "UTF8") != NGX_OK
         || ngx_http_sophon_events_pool_param(cf, pool, n++,
@@ -160,6 +206,121 @@ ngx_http_sophon_events_pool_create(ngx_conf_t *cf, ngx_str_t *conninfo)
 failed:
 
     PQconninfoFree(opts);
+    return NULL;
+}
+
+
+/*
+ * What would make PQconnectPoll() wait, refused at "nginx -t": a host
+ * name, which libpq resolves with a blocking getaddrinfo() (a "hostaddr"
+ * spares the lookup), and, without nginx's OpenSSL, TLS.
+ */
+
+static ngx_int_t
+ngx_http_sophon_events_pool_check(ngx_conf_t *cf, PQconninfoOption *opts)
+{
+    u_char      *host, *p, *comma;
+    const char  *value;
+
+#if !(NGX_OPENSSL)
+
+    value = ngx_http_sophon_events_pool_value(opts, "sslmode");
+
+    if (value && ngx_strcmp(value, "disable") != 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"sslmode=%s\" needs nginx built with OpenSSL: "
+                           "use \"sslmode=disable\"", value);
+        return NGX_ERROR;
+    }
+
+#endif
+
+    value = ngx_http_sophon_events_pool_value(opts, "hostaddr");
+
+    if (value && value[0] != '\0') {
+        return NGX_OK;
+    }
+
+    value = ngx_http_sophon_events_pool_value(opts, "host");
+
+    if (value == NULL) {
+        return NGX_OK;
+    }
+
+    host = (u_char *) ngx_http_sophon_events_strdup(cf->pool, value, "");
+    if (host == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* "host" may list several, comma-separated */
+
+    for (p = host; /* void */; p = comma + 1) {
+        comma = (u_char *) ngx_strchr(p, ',');
+
+        if (comma) {
+            *comma = '\0';
+        }
+
+        if (ngx_http_sophon_events_pool_check_host(cf, (char *) p)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        if (comma == NULL) {
+            return NGX_OK;
+        }
+    }
+}
+
+
+static ngx_int_t
+ngx_http_sophon_events_pool_check_host(ngx_conf_t *cf, const char *host)
+{
+    size_t     len;
+#if (NGX_HAVE_INET6)
+    u_char     addr6[16];
+#endif
+
+    len = ngx_strlen(host);
+
+    /* the default, a Unix socket's directory, or an abstract one */
+
+    if (len == 0 || host[0] == '/' || host[0] == '@') {
+        return NGX_OK;
+    }
+
+    if (ngx_inet_addr((u_char *) host, len) != INADDR_NONE) {
+        return NGX_OK;
+    }
+
+#if (NGX_HAVE_INET6)
+    if (ngx_inet6_addr((u_char *) host, len, addr6) == NGX_OK) {
+        return NGX_OK;
+    }
+#endif
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "\"host=%s\" is a name: libpq would resolve it "
+                       "with a blocking lookup in the worker; give an "
+                       "address, a Unix socket directory, or \"hostaddr=\"",
+                       host);
+
+    return NGX_ERROR;
+}
+
+
+static const char *
+ngx_http_sophon_events_pool_value(PQconninfoOption *opts, const char *keyword)
+{
+    PQconninfoOption  *o;
+
+    for (o = opts; o->keyword; o++) {
+        if (ngx_strcmp(o->keyword, keyword) == 0) {
+            return o->val;
+        }
+    }
+
     return NULL;
 }
 
@@ -217,14 +378,178 @@ ngx_http_sophon_events_strdup(ngx_pool_t *pool, const char *a, const char *b)
 }
 
 
+const char *
+ngx_http_sophon_events_pq_message(const char *message)
+{
+    u_char         *p, *last;
+    const u_char   *m;
+    static u_char   line[NGX_MAX_ERROR_STR / 2];
+
+    p = line;
+    last = line + sizeof(line) - 1;
+
+    for (m = (const u_char *) message; *m && p < last; m++) {
+
+        if (*m == '\n' || *m == '\r' || *m == '\t') {
+            /* "...refused\n\tIs the server running...": one space */
+            if (p > line && p[-1] != ' ') {
+                *p++ = ' ';
+            }
+
+            continue;
+        }
+
+        *p++ = *m;
+    }
+
+    while (p > line && p[-1] == ' ') {
+        p--;
+    }
+
+    *p = '\0';
+
+    return (const char *) line;
+}
+
+
 ngx_int_t
-ngx_http_sophon_events_pool_acquire(ngx_http_sophon_events_ctx_t *ctx)
+ngx_http_sophon_events_pool_acquire(ngx_http_sophon_events_pool_t *pool,
+    ngx_http_sophon_events_waiter_t *waiter, ngx_log_t *log)
+{
+    ngx_http_sophon_events_conn_t  *conn;
+
+    waiter->conn = NULL;
+
+    conn = ngx_http_sophon_events_pool_get_idle(pool);
+
+    if (conn) {
+        conn->state = NGX_HTTP_SOPHON_EVENTS_ACTIVE;
+        waiter->conn = conn;
+
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, log, 0,
+                       "sophon_events pool: idle connection %p taken", conn);
+
+        return NGX_OK;
+    }
+
+    if (pool->nwaiting >= pool->max_waiting) {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, log, 0,
+                       "sophon_events pool: queue full (%ui)",
+                       pool->nwaiting);
+        return NGX_DECLINED;
+    }
+
+    ngx_queue_insert_tail(&pool->waiting, &waiter->queue);
+    pool->nwaiting++;
+    waiter->queued = 1;
+
+    ngx_add_timer(&waiter->event, pool->wait_timeout);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, log, 0,
+                   "sophon_events pool: queued, %ui waiting, %ui connecting",
+                   pool->nwaiting, pool->nconnecting);
+
+    if (pool->nconnecting < pool->nwaiting
+        && pool->nconnections < pool->max_connections
+        && ngx_http_sophon_events_conn_open(pool, waiter->connect_timeout,
+                                            log)
+           != NGX_OK)
+    {
+        ngx_http_sophon_events_pool_abandon(pool, waiter);
+        return NGX_ERROR;
+    }
+
+    return NGX_AGAIN;
+}
+
+
+void
+ngx_http_sophon_events_pool_abandon(ngx_http_sophon_events_pool_t *pool,
+    ngx_http_sophon_events_waiter_t *waiter)
+{
+    ngx_http_sophon_events_conn_t  *conn;
+
+    if (waiter->queued) {
+        ngx_queue_remove(&waiter->queue);
+        pool->nwaiting--;
+        waiter->queued = 0;
+    }
+
+    if (waiter->event.timer_set) {
+        ngx_del_timer(&waiter->event);
+    }
+
+    if (waiter->event.posted) {
+        ngx_delete_posted_event(&waiter->event);
+    }
+
+    /* handed over, its wake-up not run yet */
+
+    conn = waiter->conn;
+
+    if (conn) {
+        waiter->conn = NULL;
+        ngx_http_sophon_events_pool_release(conn, 1);
+    }
+}
+
+
+void
+ngx_http_sophon_events_pool_release(ngx_http_sophon_events_conn_t *conn,
+    ngx_uint_t reusable)
+{
+    ngx_http_sophon_events_pool_t  *pool;
+
+    pool = conn->pool;
+
+    conn->handler = NULL;
+    conn->data = NULL;
+
+    /*
+     * Only a connection that is idle in every sense is used again: no
+     * result left unread, no transaction open.  Anything else is closed:
+     * the server ends whatever it was doing when the socket goes away.
+     */
+
+    if (!reusable
+        || ngx_exiting
+        || PQstatus(conn->pg) != CONNECTION_OK
+        || PQtransactionStatus(conn->pg) != PQTRANS_IDLE)
+    {
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, conn->connection->log, 0,
+                       "sophon_events pool: connection %p closed, "
+                       "reusable:%ui", conn, reusable);
+
+        ngx_http_sophon_events_conn_close(conn);
+        ngx_http_sophon_events_pool_serve_waiting(pool);
+        return;
+    }
+
+    ngx_http_sophon_events_pool_give(conn);
+}
+
+
+void
+ngx_http_sophon_events_pool_close_idle(ngx_http_sophon_events_pool_t *pool)
 {
     ngx_queue_t                    *q;
     ngx_http_sophon_events_conn_t  *conn;
-    ngx_http_sophon_events_pool_t  *pool;
 
-    pool = ctx->conf->pool;
+    while (!ngx_queue_empty(&pool->idle)) {
+        q = ngx_queue_head(&pool->idle);
+        conn = ngx_queue_data(q, ngx_http_sophon_events_conn_t, queue);
+        ngx_http_sophon_events_conn_close(conn);
+    }
+}
+
+
+/* an idle connection that is still alive, or NULL */
+
+static ngx_http_sophon_events_conn_t *
+ngx_http_sophon_events_pool_get_idle(ngx_http_sophon_events_pool_t *pool)
+{
+    ngx_queue_t                    *q;
+    ngx_http_sophon_events_conn_t  *conn;
 
     while (!ngx_queue_empty(&pool->idle)) {
         q = ngx_queue_head(&pool->idle);
@@ -242,111 +567,106 @@ ngx_http_sophon_events_pool_acquire(ngx_http_sophon_events_ctx_t *ctx)
         }
 
         ngx_queue_remove(q);
-
-        conn->state = NGX_HTTP_SOPHON_EVENTS_ACTIVE;
-        conn->ctx = ctx;
-        ctx->conn = conn;
-
         ngx_http_sophon_events_conn_timer(conn, 0);
 
-        return NGX_OK;
+        return conn;
     }
 
-    if (pool->nconnections < pool->max_connections) {
-        return ngx_http_sophon_events_conn_open(pool, ctx);
-    }
-
-    if (pool->nwaiting >= pool->max_waiting) {
-        return NGX_DECLINED;
-    }
-
-    ngx_queue_insert_tail(&pool->waiting, &ctx->waiting);
-    pool->nwaiting++;
-    ctx->queued = 1;
-
-    ngx_add_timer(&ctx->wait_timer, pool->wait_timeout);
-
-    return NGX_AGAIN;
+    return NULL;
 }
 
 
-void
-ngx_http_sophon_events_pool_release(ngx_http_sophon_events_ctx_t *ctx,
-    ngx_uint_t reusable)
+/* a connection came free: to the oldest waiting request, or idle */
+
+static void
+ngx_http_sophon_events_pool_give(ngx_http_sophon_events_conn_t *conn)
 {
-    ngx_http_sophon_events_conn_t  *conn;
     ngx_http_sophon_events_pool_t  *pool;
 
-    conn = ctx->conn;
-    ctx->conn = NULL;
+    pool = conn->pool;
 
-    if (conn == NULL) {
+    if (ngx_queue_empty(&pool->waiting)) {
+        ngx_http_sophon_events_conn_idle(conn);
         return;
     }
 
-    conn->ctx = NULL;
-    pool = conn->pool;
+    ngx_http_sophon_events_conn_timer(conn, 0);
+    ngx_http_sophon_events_pool_wake(pool, conn);
+}
 
-    /*
-     * Only a connection that is idle in every sense goes back: no result
-     * left unread, no transaction open.  Anything else is closed: the
-     * server ends whatever it was doing when the socket goes away.
-     */
 
-    if (!reusable
-        || ngx_exiting
-        || conn->state != NGX_HTTP_SOPHON_EVENTS_ACTIVE
-        || PQstatus(conn->pg) != CONNECTION_OK
-        || PQtransactionStatus(conn->pg) != PQTRANS_IDLE)
-    {
-        if (conn->state == NGX_HTTP_SOPHON_EVENTS_CONNECTING && !ngx_exiting) {
-            /* let it finish: the next request will want it */
+/*
+ * Wakes the oldest waiting request through its posted event, never from
+ * the caller's stack (which may be another request's): with "conn", or
+ * with NULL when a connection could not be opened.
+ */
+
+static void
+ngx_http_sophon_events_pool_wake(ngx_http_sophon_events_pool_t *pool,
+    ngx_http_sophon_events_conn_t *conn)
+{
+    ngx_queue_t                      *q;
+    ngx_http_sophon_events_waiter_t  *waiter;
+
+    q = ngx_queue_head(&pool->waiting);
+    ngx_queue_remove(q);
+    pool->nwaiting--;
+
+    waiter = ngx_queue_data(q, ngx_http_sophon_events_waiter_t, queue);
+    waiter->queued = 0;
+
+    if (waiter->event.timer_set) {
+        ngx_del_timer(&waiter->event);
+    }
+
+    if (conn) {
+        conn->state = NGX_HTTP_SOPHON_EVENTS_ACTIVE;
+    }
+
+    waiter->conn = conn;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, waiter->event.log, 0,
+                   "sophon_events pool: waiting request woken, "
+                   "connection %p, %ui still waiting", conn, pool->nwaiting);
+
+    ngx_post_event(&waiter->event, &ngx_posted_events);
+}
+
+
+/* a slot opened: connections for those still waiting */
+
+static void
+ngx_http_sophon_events_pool_serve_waiting(ngx_http_sophon_events_pool_t *pool)
+{
+    ngx_queue_t                      *q;
+    ngx_http_sophon_events_conn_t    *conn;
+    ngx_http_sophon_events_waiter_t  *waiter;
+
+    while (!ngx_queue_empty(&pool->waiting)) {
+
+        conn = ngx_http_sophon_events_pool_get_idle(pool);
+
+        if (conn) {
+            ngx_http_sophon_events_pool_wake(pool, conn);
+            continue;
+        }
+
+        if (pool->nconnecting >= pool->nwaiting
+            || pool->nconnections >= pool->max_connections)
+        {
             return;
         }
 
-        ngx_http_sophon_events_conn_close(conn);
-        ngx_http_sophon_events_pool_serve_waiting(pool);
-        return;
-    }
+        q = ngx_queue_head(&pool->waiting);
+        waiter = ngx_queue_data(q, ngx_http_sophon_events_waiter_t, queue);
 
-    ngx_http_sophon_events_conn_idle(conn);
-    ngx_http_sophon_events_pool_serve_waiting(pool);
-}
-
-
-void
-ngx_http_sophon_events_pool_abandon(ngx_http_sophon_events_ctx_t *ctx)
-{
-    ngx_http_sophon_events_pool_t  *pool;
-
-    pool = ctx->conf->pool;
-
-    if (ctx->queued) {
-        ngx_queue_remove(&ctx->waiting);
-        pool->nwaiting--;
-        ctx->queued = 0;
-    }
-
-    if (ctx->wait_timer.timer_set) {
-        ngx_del_timer(&ctx->wait_timer);
-    }
-
-    if (ctx->wait_timer.posted) {
-        ngx_delete_posted_event(&ctx->wait_timer);
-    }
-}
-
-
-void
-ngx_http_sophon_events_pool_close_idle(ngx_http_sophon_events_pool_t *pool)
-{
-    ngx_queue_t                    *q;
-    ngx_http_sophon_events_conn_t  *conn;
-
-    while (!ngx_queue_empty(&pool->idle)) {
-        q = ngx_queue_head(&pool->idle);
-        conn = ngx_queue_data(q, ngx_http_sophon_events_conn_t, queue);
-        ngx_http_sophon_events_conn_close(conn);
+        if (ngx_http_sophon_events_conn_open(pool, waiter->connect_timeout,
+                                             waiter->event.log)
+            != NGX_OK)
+        {
+            /* the waiting request would fail the same way now */
+            ngx_http_sophon_events_pool_wake(pool, NULL);
+        }
     }
 }
 
@@ -378,19 +698,15 @@ ngx_http_sophon_events_conn_timer(ngx_http_sophon_events_conn_t *conn,
 
 
 /*
- * A new connection, for "ctx".  PQconnectStartParams()
- * resolves a host name with a blocking getaddrinfo(): the README asks for
- * an address ("host=127.0.0.1", or "hostaddr=") in sophon_events_db.
+ * A new connection, for whoever waits longest when it is ready.  Host
+ * names were refused at configuration time: nothing here resolves one.
  */
 
 static ngx_int_t
 ngx_http_sophon_events_conn_open(ngx_http_sophon_events_pool_t *pool,
-    ngx_http_sophon_events_ctx_t *ctx)
+    ngx_msec_t connect_timeout, ngx_log_t *log)
 {
-    ngx_log_t                      *log;
     ngx_http_sophon_events_conn_t  *conn;
-
-    log = ctx->request->connection->log;
 
     conn = ngx_calloc(sizeof(ngx_http_sophon_events_conn_t), log);
     if (conn == NULL) {
@@ -399,19 +715,25 @@ ngx_http_sophon_events_conn_open(ngx_http_sophon_events_pool_t *pool,
 
     conn->pool = pool;
     conn->state = NGX_HTTP_SOPHON_EVENTS_CONNECTING;
-    conn->connect_timeout = ctx->conf->connect_timeout;
+    conn->connect_timeout = connect_timeout;
 
     conn->pg = PQconnectStartParams(pool->keywords, pool->values, 0);
 
     if (conn->pg == NULL || PQstatus(conn->pg) == CONNECTION_BAD) {
         ngx_log_error(NGX_LOG_ERR, log, 0,
                       "sophon_events: cannot connect to the database: %s",
-                      conn->pg ? PQerrorMessage(conn->pg) : "out of memory");
+                      conn->pg
+                      ? ngx_http_sophon_events_pq_message(
+                                                     PQerrorMessage(conn->pg))
+                      : "out of memory");
 
         PQfinish(conn->pg);
         ngx_free(conn);
         return NGX_ERROR;
     }
+
+    (void) PQsetNoticeReceiver(conn->pg, ngx_http_sophon_events_conn_notice,
+                               conn);
 
     if (PQsetnonblocking(conn->pg, 1) != 0
         || ngx_http_sophon_events_conn_watch(conn) != NGX_OK)
@@ -422,13 +744,49 @@ ngx_http_sophon_events_conn_open(ngx_http_sophon_events_pool_t *pool,
     }
 
     pool->nconnections++;
+    pool->nconnecting++;
 
-    conn->ctx = ctx;
-    ctx->conn = conn;
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, log, 0,
+                   "sophon_events pool: connecting %p, %ui of %ui",
+                   conn, pool->nconnections, pool->max_connections);
 
-    ngx_http_sophon_events_conn_timer(conn, conn->connect_timeout);
+    ngx_http_sophon_events_conn_timer(conn, connect_timeout);
 
-    return NGX_AGAIN;
+    return NGX_OK;
+}
+
+
+/* the server's NOTICEs and WARNINGs go to nginx's log, not to stderr */
+
+static void
+ngx_http_sophon_events_conn_notice(void *arg, const PGresult *res)
+{
+    char                           *severity;
+    ngx_log_t                      *log;
+    ngx_uint_t                      level;
+    ngx_http_sophon_events_conn_t  *conn = arg;
+
+    severity = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+
+    if (severity == NULL) {
+        level = NGX_LOG_NOTICE;
+
+    } else if (ngx_strcmp(severity, "WARNING") == 0) {
+        level = NGX_LOG_WARN;
+
+    } else if (ngx_strcmp(severity, "NOTICE") == 0) {
+        level = NGX_LOG_NOTICE;
+
+    } else {
+        /* INFO, LOG, DEBUG: only what a client asked for */
+        level = NGX_LOG_INFO;
+    }
+
+    log = conn->connection ? conn->connection->log : ngx_cycle->log;
+
+    ngx_log_error(level, log, 0, "sophon_events: the database says: %s",
+                  ngx_http_sophon_events_pq_message(
+                                              PQresultErrorMessage(res)));
 }
 
 
@@ -571,18 +929,28 @@ ngx_http_sophon_events_conn_unwatch(ngx_http_sophon_events_conn_t *conn)
 static void
 ngx_http_sophon_events_conn_close(ngx_http_sophon_events_conn_t *conn)
 {
-    if (conn->state == NGX_HTTP_SOPHON_EVENTS_IDLE) {
-        ngx_queue_remove(&conn->queue);
-    }
+    ngx_http_sophon_events_pool_t  *pool;
 
-    if (conn->ctx) {
-        conn->ctx->conn = NULL;
+    pool = conn->pool;
+
+    switch (conn->state) {
+
+    case NGX_HTTP_SOPHON_EVENTS_IDLE:
+        ngx_queue_remove(&conn->queue);
+        break;
+
+    case NGX_HTTP_SOPHON_EVENTS_CONNECTING:
+        pool->nconnecting--;
+        break;
+
+    default: /* NGX_HTTP_SOPHON_EVENTS_ACTIVE */
+        break;
     }
 
     ngx_http_sophon_events_conn_unwatch(conn);
 
     PQfinish(conn->pg);
-    conn->pool->nconnections--;
+    pool->nconnections--;
     ngx_free(conn);
 }
 
@@ -590,32 +958,11 @@ ngx_http_sophon_events_conn_close(ngx_http_sophon_events_conn_t *conn)
 static void
 ngx_http_sophon_events_conn_handler(ngx_event_t *ev)
 {
-    ngx_connection_t               *c, *client;
+    ngx_connection_t               *c;
     ngx_http_sophon_events_conn_t  *conn;
 
     c = ev->data;
     conn = c->data;
-
-    if (conn->ctx) {
-        /* the request may end here: run what it posted, as upstream does */
-
-        client = conn->ctx->request->connection;
-
-        ngx_http_sophon_events_conn_event(conn);
-        ngx_http_run_posted_requests(client);
-        return;
-    }
-
-    ngx_http_sophon_events_conn_event(conn);
-}
-
-
-static void
-ngx_http_sophon_events_conn_event(ngx_http_sophon_events_conn_t *conn)
-{
-    ngx_connection_t  *c;
-
-    c = conn->connection;
 
     switch (conn->state) {
 
@@ -630,8 +977,9 @@ ngx_http_sophon_events_conn_event(ngx_http_sophon_events_conn_t *conn)
 
     case NGX_HTTP_SOPHON_EVENTS_IDLE:
         if (c->read->timedout) {
-            ngx_log_debug0(NGX_LOG_DEBUG_HTTP, c->log, 0,
-                           "sophon_events: idle connection closed");
+            ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                           "sophon_events pool: idle connection %p closed",
+                           conn);
             ngx_http_sophon_events_conn_close(conn);
             return;
         }
@@ -640,7 +988,13 @@ ngx_http_sophon_events_conn_event(ngx_http_sophon_events_conn_t *conn)
         return;
 
     default: /* NGX_HTTP_SOPHON_EVENTS_ACTIVE */
-        ngx_http_sophon_events_query_handler(conn->ctx);
+
+        /* handed to a request whose wake-up has not run yet: it asks */
+
+        if (conn->handler) {
+            conn->handler(conn);
+        }
+
         return;
     }
 }
@@ -661,14 +1015,15 @@ ngx_http_sophon_events_conn_connect(ngx_http_sophon_events_conn_t *conn)
 
         if (status == PGRES_POLLING_FAILED) {
             ngx_http_sophon_events_conn_failed(conn,
-                                               PQerrorMessage(conn->pg));
+                                      ngx_http_sophon_events_pq_message(
+                                                   PQerrorMessage(conn->pg)));
             return;
         }
 
         /*
          * libpq opens a new socket when it moves on to the next address of
-         * a host (localhost: ::1, then 127.0.0.1), often with the number of
-         * the one it closed: follow it.
+         * a host list, often with the number of the one it closed: follow
+         * it.
          */
 
         if (!ngx_http_sophon_events_conn_same_socket(conn)) {
@@ -684,8 +1039,7 @@ ngx_http_sophon_events_conn_connect(ngx_http_sophon_events_conn_t *conn)
         }
 
         if (status == PGRES_POLLING_OK) {
-            ngx_http_sophon_events_conn_connected(conn);
-            return;
+            break;
         }
 
         if (!ngx_http_sophon_events_conn_ready(conn,
@@ -696,6 +1050,15 @@ ngx_http_sophon_events_conn_connect(ngx_http_sophon_events_conn_t *conn)
             return;
         }
     }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, conn->connection->log, 0,
+                   "sophon_events pool: connection %p connected, backend %d",
+                   conn, PQbackendPID(conn->pg));
+
+    conn->pool->nconnecting--;
+    conn->state = NGX_HTTP_SOPHON_EVENTS_ACTIVE;
+
+    ngx_http_sophon_events_pool_give(conn);
 }
 
 
@@ -726,61 +1089,30 @@ ngx_http_sophon_events_conn_ready(ngx_http_sophon_events_conn_t *conn,
 }
 
 
-static void
-ngx_http_sophon_events_conn_connected(ngx_http_sophon_events_conn_t *conn)
-{
-    ngx_http_sophon_events_ctx_t  *ctx;
-
-    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, conn->connection->log, 0,
-                   "sophon_events: connected, backend %d",
-                   PQbackendPID(conn->pg));
-
-    ngx_http_sophon_events_conn_timer(conn, 0);
-
-    ctx = conn->ctx;
-
-    if (ctx == NULL) {
-        /* its request went away meanwhile: serve the queue */
-        ngx_http_sophon_events_conn_idle(conn);
-        ngx_http_sophon_events_pool_serve_waiting(conn->pool);
-        return;
-    }
-
-    conn->state = NGX_HTTP_SOPHON_EVENTS_ACTIVE;
-
-    ngx_http_sophon_events_query_send(ctx);
-}
-
+/*
+ * The oldest waiting request would have had this connection: it fails
+ * now rather than after its queue timeout, and the others try again.
+ */
 
 static void
 ngx_http_sophon_events_conn_failed(ngx_http_sophon_events_conn_t *conn,
     const char *why)
 {
-    ngx_http_sophon_events_ctx_t   *ctx;
     ngx_http_sophon_events_pool_t  *pool;
 
-    ctx = conn->ctx;
     pool = conn->pool;
 
     ngx_log_error(NGX_LOG_ERR,
-                  ctx ? ctx->request->connection->log : ngx_cycle->log, 0,
-                  "sophon_events: cannot connect to the database: %s", why);
+                  conn->connection ? conn->connection->log : ngx_cycle->log,
+                  0, "sophon_events: cannot connect to the database: %s", why);
 
     ngx_http_sophon_events_conn_close(conn);
 
-    /*
-     * The waiting requests would fail the same way: let them try now
-     * rather than after their queue timeout.  Before the request ends:
-     * a connection opened after it may reuse its freed ngx_connection_t,
-     * which the caller still looks at.
-     */
+    if (!ngx_queue_empty(&pool->waiting)) {
+        ngx_http_sophon_events_pool_wake(pool, NULL);
+    }
 
     ngx_http_sophon_events_pool_serve_waiting(pool);
-
-    if (ctx) {
-        ngx_http_sophon_events_query_failed(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                            "no database connection");
-    }
 }
 
 
@@ -788,11 +1120,13 @@ static void
 ngx_http_sophon_events_conn_idle(ngx_http_sophon_events_conn_t *conn)
 {
     conn->state = NGX_HTTP_SOPHON_EVENTS_IDLE;
-    conn->ctx = NULL;
 
     ngx_queue_insert_head(&conn->pool->idle, &conn->queue);
 
     ngx_http_sophon_events_conn_timer(conn, conn->pool->idle_timeout);
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, conn->connection->log, 0,
+                   "sophon_events pool: connection %p idle", conn);
 }
 
 
@@ -825,48 +1159,9 @@ ngx_http_sophon_events_conn_check_idle(ngx_http_sophon_events_conn_t *conn)
 
     ngx_log_error(NGX_LOG_INFO, conn->connection->log, 0,
                   "sophon_events: the server closed an idle connection: %s",
-                  PQerrorMessage(conn->pg));
+                  ngx_http_sophon_events_pq_message(PQerrorMessage(conn->pg)));
 
     ngx_http_sophon_events_conn_close(conn);
 
     return NGX_DECLINED;
-}
-
-
-/*
- * A connection came free or a slot opened: wake the oldest waiting request
- * through its posted timer event, never from the releasing request's stack.
- */
-
-static void
-ngx_http_sophon_events_pool_serve_waiting(ngx_http_sophon_events_pool_t *pool)
-{
-    ngx_int_t                      rc;
-    ngx_queue_t                   *q;
-    ngx_http_sophon_events_ctx_t  *ctx;
-
-    while (!ngx_queue_empty(&pool->waiting)
-           && (!ngx_queue_empty(&pool->idle)
-               || pool->nconnections < pool->max_connections))
-    {
-        q = ngx_queue_head(&pool->waiting);
-        ngx_queue_remove(q);
-        pool->nwaiting--;
-
-        ctx = ngx_queue_data(q, ngx_http_sophon_events_ctx_t, waiting);
-        ctx->queued = 0;
-
-        if (ctx->wait_timer.timer_set) {
-            ngx_del_timer(&ctx->wait_timer);
-        }
-
-        rc = ngx_http_sophon_events_pool_acquire(ctx);
-
-        if (rc == NGX_OK || rc == NGX_ERROR) {
-            /* the wake-up finds ctx->conn set, or not: a 503 */
-            ngx_post_event(&ctx->wait_timer, &ngx_posted_events);
-        }
-
-        /* NGX_AGAIN: connecting, ngx_http_sophon_events_query_send() */
-    }
 }

@@ -1,5 +1,7 @@
 
 /*
+ * Copyright (C) The ngx_http_sophon_events_module authors
+ *
  * ngx_http_sophon_events_module: the per-worker pool of non-blocking
  * PostgreSQL connections and its queue of waiting requests.
  */
@@ -10,16 +12,13 @@
 
 
 #include "ngx_http_sophon_events_common.h"
+#include "ngx_http_sophon_events_sql.h"
 
 #include <poll.h>
 
 
-/*
- * one bit per statement shape (the filter set, and with_feature): has this
- * connection prepared it?
- */
-#define NGX_HTTP_SOPHON_EVENTS_SHAPES                                         \
-    (1 << (NGX_HTTP_SOPHON_EVENTS_NFILTERS + 1))
+typedef void (*ngx_http_sophon_events_conn_handler_pt)(
+    ngx_http_sophon_events_conn_t *conn);
 
 
 struct ngx_http_sophon_events_pool_s {
@@ -36,6 +35,7 @@ struct ngx_http_sophon_events_pool_s {
     ngx_queue_t                        idle;
     ngx_queue_t                        waiting;
     ngx_uint_t                         nconnections;
+    ngx_uint_t                         nconnecting;
     ngx_uint_t                         nwaiting;
 };
 
@@ -48,17 +48,22 @@ typedef enum {
 
 
 struct ngx_http_sophon_events_conn_s {
-    ngx_queue_t                          queue;       /* in pool->idle */
-    ngx_http_sophon_events_pool_t       *pool;
-    PGconn                              *pg;
-    ngx_connection_t                    *connection;  /* PQsocket() */
-    ino_t                                socket_ino;  /* its identity */
-    ngx_http_sophon_events_ctx_t        *ctx;         /* its request */
-    ngx_http_sophon_events_conn_state_e  state;
-    ngx_msec_t                           connect_timeout;
-    unsigned                             watched:1;   /* in the loop */
-    uint8_t                              prepared[
-                                            NGX_HTTP_SOPHON_EVENTS_SHAPES / 8];
+    ngx_queue_t                             queue;     /* in pool->idle */
+    ngx_http_sophon_events_pool_t          *pool;
+    PGconn                                 *pg;
+    ngx_connection_t                       *connection; /* PQsocket() */
+    ino_t                                   socket_ino; /* its identity */
+    ngx_http_sophon_events_conn_state_e     state;
+    ngx_msec_t                              connect_timeout;
+
+    /* whoever holds the connection (ACTIVE) is called on its events */
+    ngx_http_sophon_events_conn_handler_pt  handler;
+    void                                   *data;
+
+    /* the statements this server session has prepared */
+    ngx_http_sophon_events_prepared_t       prepared;
+
+    unsigned                                watched:1; /* in the loop */
 };
 
 
@@ -66,20 +71,25 @@ ngx_http_sophon_events_pool_t *ngx_http_sophon_events_pool_create(
     ngx_conf_t *cf, ngx_str_t *conninfo);
 
 /*
- * NGX_OK: ctx->conn is ready now; NGX_AGAIN: ngx_http_sophon_events_ready()
- * is called later (ctx->conn set) or the request fails through
- * ngx_http_sophon_events_fail(); NGX_DECLINED: the queue is full;
- * NGX_ERROR: no connection can be had.
+ * NGX_OK: waiter->conn is the caller's now; NGX_AGAIN: waiter->event is
+ * posted later (see ngx_http_sophon_events_waiter_t); NGX_DECLINED: the
+ * queue is full; NGX_ERROR: no connection can be had.
  */
 ngx_int_t ngx_http_sophon_events_pool_acquire(
-    ngx_http_sophon_events_ctx_t *ctx);
+    ngx_http_sophon_events_pool_t *pool,
+    ngx_http_sophon_events_waiter_t *waiter, ngx_log_t *log);
 
-/* gives the request's connection back, or closes it if it is not clean */
-void ngx_http_sophon_events_pool_release(ngx_http_sophon_events_ctx_t *ctx,
+/* the waiter leaves the queue; a connection handed to it goes back */
+void ngx_http_sophon_events_pool_abandon(ngx_http_sophon_events_pool_t *pool,
+    ngx_http_sophon_events_waiter_t *waiter);
+
+/*
+ * Gives a connection back: to the queue, or idle, if it is "reusable" and
+ * clean (no result left unread, no transaction open); closed otherwise.
+ * Its handler is forgotten either way.
+ */
+void ngx_http_sophon_events_pool_release(ngx_http_sophon_events_conn_t *conn,
     ngx_uint_t reusable);
-
-/* a request that leaves the queue or gives up its connection attempt */
-void ngx_http_sophon_events_pool_abandon(ngx_http_sophon_events_ctx_t *ctx);
 
 void ngx_http_sophon_events_pool_close_idle(
     ngx_http_sophon_events_pool_t *pool);
@@ -91,6 +101,13 @@ ngx_uint_t ngx_http_sophon_events_conn_ready(
 /* set a socket's wait: the timer lives on the read event */
 void ngx_http_sophon_events_conn_timer(ngx_http_sophon_events_conn_t *conn,
     ngx_msec_t timeout);
+
+/*
+ * libpq's message on one line, for nginx's log: its newlines and tabs
+ * become spaces, the trailing ones go.  A copy, valid until the next
+ * call: libpq's own text may go with its connection.
+ */
+const char *ngx_http_sophon_events_pq_message(const char *message);
 
 
 #endif /* _NGX_HTTP_SOPHON_EVENTS_POOL_H_INCLUDED_ */

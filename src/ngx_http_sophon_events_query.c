@@ -1,18 +1,28 @@
 
 /*
+ * Copyright (C) The ngx_http_sophon_events_module authors
+ *
  * ngx_http_sophon_events_module: one request's statement on a pooled
- * connection, its rows read as they arrive.
+ * connection, its rows read as fast as the database sends them.
  *
  * The whole request is one round trip in libpq's pipeline mode:
  *
- *   [Parse]     once per connection and filter set
- *   Execute     in single-row mode, streamed out
+ *   [Parse]     once per connection and statement shape
+ *   Execute     in single-row mode
  *   Sync
  *
  * One statement computes the total and the page (sql.c), so both read one
  * snapshot and always agree, however fast events are written.  Every
  * command's results end with a NULL from PQgetResult(); the Sync's result
  * is the last one.
+ *
+ * The rows are read at the database's speed, whatever the client's: the
+ * answer goes into the request's buffers, then into a temporary file
+ * (output.c), so the connection goes back to the pool the moment the Sync
+ * arrives.  A request that goes away before that leaves its statement to
+ * be read to the end for nobody (bounded by sophon_events_drain), and the
+ * connection goes back to the pool all the same: no client can make
+ * PostgreSQL start a new backend at its own rate.
  */
 
 
@@ -29,25 +39,57 @@ typedef enum {
 } ngx_http_sophon_events_step_e;
 
 
+/* a statement in flight, and the connection it holds */
+
+struct ngx_http_sophon_events_query_s {
+    ngx_http_sophon_events_conn_t  *conn;
+    ngx_http_sophon_events_ctx_t   *ctx;         /* NULL: read for nobody */
+    ngx_uint_t                      shape;
+    ngx_uint_t                      steps[3];    /* the pipeline */
+    ngx_uint_t                      nsteps;
+    ngx_uint_t                      step;        /* being read */
+    ngx_uint_t                      error_status;
+    ngx_msec_t                      start;
+    size_t                          drain_left;  /* bytes of rows */
+    ngx_msec_t                      drain_time;
+};
+
+
+static void ngx_http_sophon_events_query_wait_handler(ngx_event_t *ev);
+static void ngx_http_sophon_events_query_send(
+    ngx_http_sophon_events_ctx_t *ctx);
 static ngx_int_t ngx_http_sophon_events_query_pipeline(
-    ngx_http_sophon_events_ctx_t *ctx);
+    ngx_http_sophon_events_query_t *q, ngx_http_sophon_events_ctx_t *ctx);
 static ngx_int_t ngx_http_sophon_events_query_prepare(
-    ngx_http_sophon_events_ctx_t *ctx, ngx_http_sophon_events_stmt_t *stmt);
+    ngx_http_sophon_events_query_t *q, ngx_http_sophon_events_ctx_t *ctx,
+    ngx_http_sophon_events_stmt_t *stmt);
+static void ngx_http_sophon_events_query_handler(
+    ngx_http_sophon_events_conn_t *conn);
 static void ngx_http_sophon_events_query_read(
-    ngx_http_sophon_events_ctx_t *ctx);
+    ngx_http_sophon_events_query_t *q);
 static ngx_int_t ngx_http_sophon_events_query_consume(
     ngx_http_sophon_events_conn_t *conn);
 static ngx_int_t ngx_http_sophon_events_query_result(
-    ngx_http_sophon_events_ctx_t *ctx, PGresult *res);
-static ngx_int_t ngx_http_sophon_events_query_rows(
-    ngx_http_sophon_events_ctx_t *ctx, PGresult *res);
-static ngx_int_t ngx_http_sophon_events_query_error(
-    ngx_http_sophon_events_ctx_t *ctx, PGresult *res);
+    ngx_http_sophon_events_query_t *q, PGresult *res);
+static ngx_int_t ngx_http_sophon_events_query_row(
+    ngx_http_sophon_events_query_t *q, PGresult *res);
+static void ngx_http_sophon_events_query_error(
+    ngx_http_sophon_events_query_t *q, PGresult *res);
 static ngx_uint_t ngx_http_sophon_events_query_status(const char *sqlstate);
+static void ngx_http_sophon_events_query_done(
+    ngx_http_sophon_events_query_t *q);
+static void ngx_http_sophon_events_query_abort(
+    ngx_http_sophon_events_query_t *q, ngx_uint_t status,
+    const char *reason);
+static void ngx_http_sophon_events_query_end(
+    ngx_http_sophon_events_query_t *q, ngx_uint_t reusable);
+static void ngx_http_sophon_events_query_output_failed(
+    ngx_http_sophon_events_ctx_t *ctx, ngx_int_t rc);
 static ngx_int_t ngx_http_sophon_events_query_wait_client(
     ngx_http_sophon_events_ctx_t *ctx);
-static void ngx_http_sophon_events_query_done(
-    ngx_http_sophon_events_ctx_t *ctx);
+static void ngx_http_sophon_events_request_failed(
+    ngx_http_sophon_events_ctx_t *ctx, ngx_uint_t level, ngx_uint_t status,
+    const char *reason);
 
 
 static ngx_str_t  ngx_http_sophon_events_messages[] = {
@@ -58,21 +100,114 @@ static ngx_str_t  ngx_http_sophon_events_messages[] = {
 
 
 void
+ngx_http_sophon_events_query_start(ngx_http_sophon_events_ctx_t *ctx)
+{
+    ngx_int_t                         rc;
+    ngx_http_sophon_events_waiter_t  *waiter;
+
+    waiter = &ctx->waiter;
+
+    waiter->event.handler = ngx_http_sophon_events_query_wait_handler;
+    waiter->event.data = ctx;
+    waiter->event.log = ctx->request->connection->log;
+    waiter->connect_timeout = ctx->conf->connect_timeout;
+
+    rc = ngx_http_sophon_events_pool_acquire(ctx->conf->pool, waiter,
+                                             ctx->request->connection->log);
+
+    switch (rc) {
+
+    case NGX_OK:
+        ngx_http_sophon_events_query_send(ctx);
+        break;
+
+    case NGX_AGAIN:
+        break;
+
+    case NGX_DECLINED:
+        ngx_http_sophon_events_request_failed(ctx, NGX_LOG_ERR,
+                                    NGX_HTTP_SERVICE_UNAVAILABLE,
+                                    "too many requests wait for the database");
+        break;
+
+    default:
+        ngx_http_sophon_events_request_failed(ctx, NGX_LOG_ERR,
+                                    NGX_HTTP_SERVICE_UNAVAILABLE,
+                                    "no database connection can be opened");
+        break;
+    }
+}
+
+
+/* the pool's wake-up, with a connection or without, or the queue's timeout */
+
+static void
+ngx_http_sophon_events_query_wait_handler(ngx_event_t *ev)
+{
+    ngx_connection_t              *c;
+    ngx_http_sophon_events_ctx_t  *ctx;
+
+    ctx = ev->data;
+    c = ctx->request->connection;
+
+    if (ev->timedout) {
+        ev->timedout = 0;
+        ngx_http_sophon_events_request_failed(ctx, NGX_LOG_ERR,
+                                NGX_HTTP_SERVICE_UNAVAILABLE,
+                                "no database connection came free in time");
+
+    } else if (ctx->waiter.conn == NULL) {
+        ngx_http_sophon_events_request_failed(ctx, NGX_LOG_ERR,
+                                NGX_HTTP_SERVICE_UNAVAILABLE,
+                                "no database connection can be opened");
+
+    } else {
+        ngx_http_sophon_events_query_send(ctx);
+    }
+
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
 ngx_http_sophon_events_query_send(ngx_http_sophon_events_ctx_t *ctx)
 {
-    int                             rc;
-    ngx_http_sophon_events_conn_t  *conn;
+    ngx_http_sophon_events_conn_t   *conn;
+    ngx_http_sophon_events_query_t  *q;
 
-    conn = ctx->conn;
+    conn = ctx->waiter.conn;
+    ctx->waiter.conn = NULL;
 
-    ctx->nsteps = 0;
-    ctx->step = 0;
-    ctx->error_status = 0;
-    ctx->db_start = ngx_current_msec;
+    q = ngx_calloc(sizeof(ngx_http_sophon_events_query_t),
+                   ctx->request->connection->log);
 
-    if (ngx_http_sophon_events_query_pipeline(ctx) != NGX_OK) {
-        ngx_http_sophon_events_query_failed(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                            PQerrorMessage(conn->pg));
+    if (q == NULL) {
+        ngx_http_sophon_events_pool_release(conn, 1);
+        ngx_http_sophon_events_request_failed(ctx, NGX_LOG_ERR,
+                                       NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                       "out of memory");
+        return;
+    }
+
+    q->conn = conn;
+    q->ctx = ctx;
+    q->shape = ctx->shape;
+    q->start = ngx_current_msec;
+    q->drain_left = ctx->conf->drain_size;
+    q->drain_time = ctx->conf->drain_time;
+
+    conn->handler = ngx_http_sophon_events_query_handler;
+    conn->data = q;
+    ctx->query = q;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ctx->request->connection->log, 0,
+                   "sophon_events query: shape %04xi on connection %p",
+                   q->shape, conn);
+
+    if (ngx_http_sophon_events_query_pipeline(q, ctx) != NGX_OK) {
+        ngx_http_sophon_events_query_abort(q, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                      ngx_http_sophon_events_pq_message(
+                                                   PQerrorMessage(conn->pg)));
         return;
     }
 
@@ -80,26 +215,24 @@ ngx_http_sophon_events_query_send(ngx_http_sophon_events_ctx_t *ctx)
 
     /* 1: the rest goes out when the socket takes it, on a write event */
 
-    rc = PQflush(conn->pg);
-
-    if (rc == -1) {
-        ngx_http_sophon_events_query_failed(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                            PQerrorMessage(conn->pg));
+    if (PQflush(conn->pg) == -1) {
+        ngx_http_sophon_events_query_abort(q, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                      ngx_http_sophon_events_pq_message(
+                                                   PQerrorMessage(conn->pg)));
     }
 }
 
 
 static ngx_int_t
-ngx_http_sophon_events_query_pipeline(ngx_http_sophon_events_ctx_t *ctx)
+ngx_http_sophon_events_query_pipeline(ngx_http_sophon_events_query_t *q,
+    ngx_http_sophon_events_ctx_t *ctx)
 {
     PGconn                         *pg;
-    ngx_uint_t                      shape;
     ngx_http_sophon_events_conn_t  *conn;
     ngx_http_sophon_events_stmt_t   stmt;
 
-    conn = ctx->conn;
+    conn = q->conn;
     pg = conn->pg;
-    shape = ctx->shape;
 
     if (PQpipelineStatus(pg) == PQ_PIPELINE_OFF
         && PQenterPipelineMode(pg) != 1)
@@ -113,8 +246,8 @@ ngx_http_sophon_events_query_pipeline(ngx_http_sophon_events_ctx_t *ctx)
         return NGX_ERROR;
     }
 
-    if (!(conn->prepared[shape / 8] & (1 << (shape % 8)))
-        && ngx_http_sophon_events_query_prepare(ctx, &stmt) != NGX_OK)
+    if (!ngx_http_sophon_events_sql_prepared(&conn->prepared, q->shape)
+        && ngx_http_sophon_events_query_prepare(q, ctx, &stmt) != NGX_OK)
     {
         return NGX_ERROR;
     }
@@ -125,9 +258,9 @@ ngx_http_sophon_events_query_pipeline(ngx_http_sophon_events_ctx_t *ctx)
         return NGX_ERROR;
     }
 
-    ctx->steps[ctx->nsteps++] = NGX_HTTP_SOPHON_EVENTS_STEP_PAGE;
+    q->steps[q->nsteps++] = NGX_HTTP_SOPHON_EVENTS_STEP_PAGE;
 
-    if (ctx->nsteps == 1) {
+    if (q->nsteps == 1) {
         /* the first command: its results are not being read yet */
         (void) PQsetSingleRowMode(pg);
     }
@@ -136,178 +269,121 @@ ngx_http_sophon_events_query_pipeline(ngx_http_sophon_events_ctx_t *ctx)
         return NGX_ERROR;
     }
 
-    ctx->steps[ctx->nsteps++] = NGX_HTTP_SOPHON_EVENTS_STEP_SYNC;
+    q->steps[q->nsteps++] = NGX_HTTP_SOPHON_EVENTS_STEP_SYNC;
 
     return NGX_OK;
 }
 
 
 static ngx_int_t
-ngx_http_sophon_events_query_prepare(ngx_http_sophon_events_ctx_t *ctx,
-    ngx_http_sophon_events_stmt_t *stmt)
+ngx_http_sophon_events_query_prepare(ngx_http_sophon_events_query_t *q,
+    ngx_http_sophon_events_ctx_t *ctx, ngx_http_sophon_events_stmt_t *stmt)
 {
     ngx_str_t  text;
 
-    if (ngx_http_sophon_events_sql_text(ctx->request->pool, ctx->shape, &text)
+    if (ngx_http_sophon_events_sql_text(ctx->request->pool, q->shape, &text)
         != NGX_OK)
     {
         return NGX_ERROR;
     }
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ctx->request->connection->log, 0,
-                   "sophon_events: prepare %s: %V", stmt->name, &text);
+                   "sophon_events query: prepare %s: %V", stmt->name, &text);
 
-    if (!PQsendPrepare(ctx->conn->pg, stmt->name, (char *) text.data, 0,
-                       NULL))
+    if (!PQsendPrepare(q->conn->pg, stmt->name, (char *) text.data,
+                       NGX_HTTP_SOPHON_EVENTS_TYPED_PARAMS,
+                       ngx_http_sophon_events_sql_types))
     {
         return NGX_ERROR;
     }
 
-    ctx->steps[ctx->nsteps++] = NGX_HTTP_SOPHON_EVENTS_STEP_PREPARE;
+    q->steps[q->nsteps++] = NGX_HTTP_SOPHON_EVENTS_STEP_PREPARE;
 
     return NGX_OK;
 }
 
 
-void
-ngx_http_sophon_events_query_handler(ngx_http_sophon_events_ctx_t *ctx)
+/* the database socket is ready, or its timer fired */
+
+static void
+ngx_http_sophon_events_query_handler(ngx_http_sophon_events_conn_t *conn)
 {
-    ngx_connection_t               *c;
-    ngx_http_sophon_events_conn_t  *conn;
+    ngx_connection_t                *c;
+    ngx_http_sophon_events_query_t  *q;
 
-    conn = ctx->conn;
-    c = conn->connection;
+    q = conn->data;
 
-    if (ctx->nsteps == 0) {
-        /*
-         * handed over by the pool, its query not sent yet: the posted
-         * wake-up of the request will send it
-         */
+    if (q->ctx == NULL) {
+        ngx_http_sophon_events_query_read(q);
         return;
     }
 
-    if (c->read->timedout) {
-        c->read->timedout = 0;
-        ngx_http_sophon_events_query_failed(ctx, NGX_HTTP_GATEWAY_TIME_OUT,
-                                   "the database did not answer in time");
-        return;
-    }
+    /* the request may end here: run what it posted, as upstream does */
 
-    if (PQflush(conn->pg) == -1) {
-        ngx_http_sophon_events_query_failed(ctx, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                            PQerrorMessage(conn->pg));
-        return;
-    }
+    c = q->ctx->request->connection;
 
-    ngx_http_sophon_events_query_read(ctx);
-}
+    ngx_http_sophon_events_query_read(q);
 
-
-void
-ngx_http_sophon_events_query_resume(ngx_http_sophon_events_ctx_t *ctx)
-{
-    /* the client's write events also come while we wait for a connection */
-
-    if (ctx->conn == NULL || ctx->nsteps == 0 || ctx->done) {
-        return;
-    }
-
-    if (ngx_http_sophon_events_output_flush(ctx, 0) == NGX_ERROR) {
-        ngx_http_sophon_events_query_failed(ctx,
-                                            NGX_HTTP_CLIENT_CLOSED_REQUEST,
-                                            "the client connection failed");
-        return;
-    }
-
-    /* the client's send_timeout runs only while it is behind */
-
-    if (ngx_http_sophon_events_query_wait_client(ctx) != NGX_OK) {
-        ngx_http_sophon_events_query_failed(ctx,
-                                            NGX_HTTP_CLIENT_CLOSED_REQUEST,
-                                            "the client connection failed");
-        return;
-    }
-
-    if (!ngx_http_sophon_events_output_ready(ctx)) {
-        return;
-    }
-
-    if (ctx->paused) {
-        /* the database's time starts again where the client held it */
-        ctx->paused = 0;
-        ngx_http_sophon_events_conn_timer(ctx->conn,
-                                          ctx->conf->query_timeout);
-    }
-
-    ngx_http_sophon_events_query_read(ctx);
+    ngx_http_run_posted_requests(c);
 }
 
 
 static void
-ngx_http_sophon_events_query_read(ngx_http_sophon_events_ctx_t *ctx)
+ngx_http_sophon_events_query_read(ngx_http_sophon_events_query_t *q)
 {
     PGconn                         *pg;
     ngx_int_t                       rc;
     PGresult                       *res;
+    ngx_event_t                    *rev;
     ngx_http_sophon_events_conn_t  *conn;
 
-    conn = ctx->conn;
+    conn = q->conn;
     pg = conn->pg;
+    rev = conn->connection->read;
+
+    if (rev->timedout) {
+        rev->timedout = 0;
+
+        /* the server ends the statement when its socket goes away */
+
+        ngx_http_sophon_events_query_abort(q, NGX_HTTP_GATEWAY_TIME_OUT,
+                                   q->ctx ? "the database did not answer "
+                                            "in time"
+                                          : "the statement of a request that "
+                                            "went away did not end in time");
+        return;
+    }
+
+    if (PQflush(pg) == -1) {
+        ngx_http_sophon_events_query_abort(q, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                      ngx_http_sophon_events_pq_message(
+                                                         PQerrorMessage(pg)));
+        return;
+    }
+
+    /*
+     * q->ctx may become NULL in any step: the client failed and its
+     * request ended; the statement is then read on for nobody
+     */
 
     for ( ;; ) {
-
-        if (ctx->result) {
-            rc = ngx_http_sophon_events_output_rows(ctx);
-
-            if (rc == NGX_AGAIN) {
-                rc = ngx_http_sophon_events_output_flush(ctx, 1);
-
-                if (rc == NGX_ERROR) {
-                    ngx_http_sophon_events_query_failed(ctx,
-                                        NGX_HTTP_CLIENT_CLOSED_REQUEST,
-                                        "the client connection failed");
-                    return;
-                }
-
-                if (ngx_http_sophon_events_output_ready(ctx)) {
-                    continue;
-                }
-
-                /* the client is behind: leave the rows in the socket */
-
-                ctx->paused = 1;
-                ngx_http_sophon_events_conn_timer(conn, 0);
-
-                if (ngx_http_sophon_events_query_wait_client(ctx) != NGX_OK) {
-                    ngx_http_sophon_events_query_failed(ctx,
-                                        NGX_HTTP_CLIENT_CLOSED_REQUEST,
-                                        "the client connection failed");
-                }
-
-                return;
-            }
-        }
 
         if (PQisBusy(pg)) {
             rc = ngx_http_sophon_events_query_consume(conn);
 
             if (rc == NGX_ERROR) {
-                ngx_http_sophon_events_query_failed(ctx,
-                                                NGX_HTTP_SERVICE_UNAVAILABLE,
-                                                PQerrorMessage(pg));
+                ngx_http_sophon_events_query_abort(q,
+                                      NGX_HTTP_SERVICE_UNAVAILABLE,
+                                      ngx_http_sophon_events_pq_message(
+                                                         PQerrorMessage(pg)));
                 return;
             }
 
             if (rc == NGX_AGAIN) {
                 /* what we have goes out while the database works */
 
-                if (ngx_http_sophon_events_output_flush(ctx, 1) == NGX_ERROR
-                    || ngx_http_sophon_events_query_wait_client(ctx)
-                       != NGX_OK)
-                {
-                    ngx_http_sophon_events_query_failed(ctx,
-                                        NGX_HTTP_CLIENT_CLOSED_REQUEST,
-                                        "the client connection failed");
+                if (q->ctx) {
+                    ngx_http_sophon_events_query_client(q->ctx);
                 }
 
                 return;
@@ -319,19 +395,19 @@ ngx_http_sophon_events_query_read(ngx_http_sophon_events_ctx_t *ctx)
         if (res == NULL) {
             /* the end of one command's results */
 
-            ctx->step++;
+            q->step++;
 
-            if (PQstatus(pg) == CONNECTION_BAD || ctx->step >= ctx->nsteps) {
+            if (PQstatus(pg) == CONNECTION_BAD || q->step >= q->nsteps) {
                 /* the server went away: no Sync will ever come */
-                ngx_http_sophon_events_query_failed(ctx,
-                                  ctx->error_status
-                                  ? ctx->error_status
+                ngx_http_sophon_events_query_abort(q,
+                                  q->error_status
+                                  ? q->error_status
                                   : NGX_HTTP_SERVICE_UNAVAILABLE,
                                   "the database closed the connection");
                 return;
             }
 
-            if (ctx->steps[ctx->step] == NGX_HTTP_SOPHON_EVENTS_STEP_PAGE) {
+            if (q->steps[q->step] == NGX_HTTP_SOPHON_EVENTS_STEP_PAGE) {
                 /* before any of its results is parsed, or it is refused */
                 (void) PQsetSingleRowMode(pg);
             }
@@ -339,18 +415,23 @@ ngx_http_sophon_events_query_read(ngx_http_sophon_events_ctx_t *ctx)
             continue;
         }
 
-        rc = ngx_http_sophon_events_query_result(ctx, res);
+        rc = ngx_http_sophon_events_query_result(q, res);
 
         if (rc == NGX_DONE) {
-            ngx_http_sophon_events_query_done(ctx);
+            ngx_http_sophon_events_query_done(q);
             return;
         }
 
-        if (rc == NGX_ERROR) {
-            ngx_http_sophon_events_query_failed(ctx,
-                                        NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                        "the answer could not be written");
+        if (rc == NGX_ABORT) {
+            ngx_http_sophon_events_query_abort(q, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                   "the statement of a request that went "
+                                   "away sent more than sophon_events_drain "
+                                   "allows");
             return;
+        }
+
+        if (rc != NGX_OK) {
+            ngx_http_sophon_events_query_output_failed(q->ctx, rc);
         }
     }
 }
@@ -381,13 +462,18 @@ ngx_http_sophon_events_query_consume(ngx_http_sophon_events_conn_t *conn)
 }
 
 
+/*
+ * NGX_OK: read on; NGX_DONE: the Sync; NGX_ABORT: a statement read for
+ * nobody went past its bounds; NGX_ERROR, NGX_DECLINED: the answer could
+ * not be written (output.c)
+ */
+
 static ngx_int_t
-ngx_http_sophon_events_query_result(ngx_http_sophon_events_ctx_t *ctx,
+ngx_http_sophon_events_query_result(ngx_http_sophon_events_query_t *q,
     PGresult *res)
 {
-    ExecStatusType                 status;
-    ngx_uint_t                     step;
-    ngx_http_sophon_events_conn_t  *conn;
+    ngx_uint_t      step;
+    ExecStatusType  status;
 
     status = PQresultStatus(res);
 
@@ -406,19 +492,20 @@ ngx_http_sophon_events_query_result(ngx_http_sophon_events_ctx_t *ctx,
         && status != PGRES_TUPLES_OK
         && status != PGRES_SINGLE_TUPLE)
     {
-        return ngx_http_sophon_events_query_error(ctx, res);
+        ngx_http_sophon_events_query_error(q, res);
+        PQclear(res);
+        return NGX_OK;
     }
 
-    step = ctx->steps[ctx->step];
-    conn = ctx->conn;
+    step = q->steps[q->step];
 
     if (step == NGX_HTTP_SOPHON_EVENTS_STEP_PREPARE) {
         /* it exists on the server now, whatever happens to the Execute */
-        conn->prepared[ctx->shape / 8] |= 1 << (ctx->shape % 8);
+        ngx_http_sophon_events_sql_set_prepared(&q->conn->prepared, q->shape);
     }
 
     if (step == NGX_HTTP_SOPHON_EVENTS_STEP_PAGE && PQntuples(res) > 0) {
-        return ngx_http_sophon_events_query_rows(ctx, res);
+        return ngx_http_sophon_events_query_row(q, res);
     }
 
     PQclear(res);
@@ -428,29 +515,53 @@ ngx_http_sophon_events_query_result(ngx_http_sophon_events_ctx_t *ctx,
 
 
 /*
- * Rows of (total, doc): the first one brings the total, and the answer's
- * header with it; a NULL doc is the row of a page past the end.
+ * A row of (total, doc), or (total) for HEAD: the first one brings the
+ * total, and the answer's header with it; a NULL doc is the row of a page
+ * past the end.
  */
 
 static ngx_int_t
-ngx_http_sophon_events_query_rows(ngx_http_sophon_events_ctx_t *ctx,
+ngx_http_sophon_events_query_row(ngx_http_sophon_events_query_t *q,
     PGresult *res)
 {
+    size_t                         len;
+    ngx_int_t                      rc;
+    ngx_http_sophon_events_ctx_t  *ctx;
+
+    ctx = q->ctx;
+
+    len = PQnfields(res) > 1 && !PQgetisnull(res, 0, 1)
+          ? (size_t) PQgetlength(res, 0, 1) : 0;
+
+    if (ctx == NULL) {
+        PQclear(res);
+
+        if (len > q->drain_left) {
+            return NGX_ABORT;
+        }
+
+        q->drain_left -= len;
+
+        return NGX_OK;
+    }
+
+    rc = NGX_OK;
+
     if (!ctx->header_sent) {
         ctx->total = ngx_atoof((u_char *) PQgetvalue(res, 0, 0),
                                PQgetlength(res, 0, 0));
 
-        if (ngx_http_sophon_events_output_start(ctx) != NGX_OK) {
-            PQclear(res);
-            return NGX_ERROR;
-        }
+        rc = ngx_http_sophon_events_output_start(ctx);
     }
 
-    ctx->result = res;
-    ctx->row = 0;
-    ctx->row_sent = 0;
+    if (rc == NGX_OK && len) {
+        rc = ngx_http_sophon_events_output_row(ctx,
+                                        (u_char *) PQgetvalue(res, 0, 1), len);
+    }
 
-    return NGX_OK;
+    PQclear(res);
+
+    return rc;
 }
 
 
@@ -459,25 +570,28 @@ ngx_http_sophon_events_query_rows(ngx_http_sophon_events_ctx_t *ctx,
  * aborted; the Sync ends it.
  */
 
-static ngx_int_t
-ngx_http_sophon_events_query_error(ngx_http_sophon_events_ctx_t *ctx,
+static void
+ngx_http_sophon_events_query_error(ngx_http_sophon_events_query_t *q,
     PGresult *res)
 {
-    char  *sqlstate;
+    char       *sqlstate;
+    ngx_log_t  *log;
 
-    if (ctx->error_status == 0) {
-        sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-        ctx->error_status = ngx_http_sophon_events_query_status(sqlstate);
-
-        ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
-                      "sophon_events: the database answered %s: %s",
-                      PQresStatus(PQresultStatus(res)),
-                      PQresultErrorMessage(res));
+    if (q->error_status) {
+        return;
     }
 
-    PQclear(res);
+    sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    q->error_status = ngx_http_sophon_events_query_status(sqlstate);
 
-    return NGX_OK;
+    log = q->ctx ? q->ctx->request->connection->log
+                 : q->conn->connection->log;
+
+    ngx_log_error(NGX_LOG_ERR, log, 0,
+                  "sophon_events: the database answered %s: %s",
+                  PQresStatus(PQresultStatus(res)),
+                  ngx_http_sophon_events_pq_message(
+                                                  PQresultErrorMessage(res)));
 }
 
 
@@ -511,6 +625,204 @@ ngx_http_sophon_events_query_status(const char *sqlstate)
 }
 
 
+/* the Sync: the connection goes back, then the answer ends */
+
+static void
+ngx_http_sophon_events_query_done(ngx_http_sophon_events_query_t *q)
+{
+    ngx_int_t                      rc;
+    ngx_uint_t                     status;
+    ngx_http_request_t            *r;
+    ngx_http_sophon_events_ctx_t  *ctx;
+
+    ctx = q->ctx;
+    status = q->error_status;
+
+    if (ctx) {
+        ctx->db_time = ngx_current_msec - q->start;
+    }
+
+    /* an error nobody expected: do not bet on the connection again */
+
+    ngx_http_sophon_events_query_end(q, status == 0);
+
+    if (ctx == NULL) {
+        return;
+    }
+
+    if (status) {
+        ngx_http_sophon_events_request_failed(ctx, NGX_LOG_ERR, status,
+                                            "the database answered an error");
+        return;
+    }
+
+    r = ctx->request;
+
+    if (!ctx->header_sent
+        && ngx_http_sophon_events_output_start(ctx) != NGX_OK)
+    {
+        ngx_http_sophon_events_query_output_failed(ctx, NGX_ERROR);
+        return;
+    }
+
+    ctx->done = 1;
+
+    rc = ngx_http_sophon_events_output_finish(ctx);
+
+    if (rc == NGX_ERROR || rc == NGX_DECLINED) {
+        ngx_http_sophon_events_query_output_failed(ctx, rc);
+        return;
+    }
+
+    /* what the client has not taken yet, nginx's writer sends */
+
+    ngx_http_finalize_request(r, rc);
+}
+
+
+/* a failure of the database side: the connection is closed */
+
+static void
+ngx_http_sophon_events_query_abort(ngx_http_sophon_events_query_t *q,
+    ngx_uint_t status, const char *reason)
+{
+    ngx_http_sophon_events_ctx_t  *ctx;
+
+    ctx = q->ctx;
+
+    if (ctx == NULL) {
+        ngx_log_error(NGX_LOG_INFO, q->conn->connection->log, 0,
+                      "sophon_events: %s", reason);
+    }
+
+    ngx_http_sophon_events_query_end(q, 0);
+
+    if (ctx) {
+        ngx_http_sophon_events_request_failed(ctx, NGX_LOG_ERR, status,
+                                              reason);
+    }
+}
+
+
+static void
+ngx_http_sophon_events_query_end(ngx_http_sophon_events_query_t *q,
+    ngx_uint_t reusable)
+{
+    ngx_http_sophon_events_conn_t  *conn;
+
+    conn = q->conn;
+
+    if (q->ctx) {
+        q->ctx->query = NULL;
+    }
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, conn->connection->log, 0,
+                   "sophon_events query: ended on connection %p, "
+                   "request:%d reusable:%ui", conn, q->ctx != NULL, reusable);
+
+    ngx_free(q);
+
+    ngx_http_sophon_events_pool_release(conn, reusable);
+}
+
+
+void
+ngx_http_sophon_events_query_detach(ngx_http_sophon_events_ctx_t *ctx)
+{
+    ngx_http_sophon_events_query_t  *q;
+
+    ngx_http_sophon_events_pool_abandon(ctx->conf->pool, &ctx->waiter);
+
+    q = ctx->query;
+
+    if (q == NULL) {
+        return;
+    }
+
+    ctx->query = NULL;
+    q->ctx = NULL;
+
+    if (ngx_exiting) {
+        ngx_http_sophon_events_query_end(q, 0);
+        return;
+    }
+
+    /* the statement is read to its Sync for nobody, within bounds */
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, q->conn->connection->log, 0,
+                   "sophon_events query: connection %p drains", q->conn);
+
+    ngx_http_sophon_events_conn_timer(q->conn, q->drain_time);
+}
+
+
+/*
+ * The client took some output (its write event), or the database makes us
+ * wait: what is ready goes out, a partly filled buffer too.
+ */
+
+void
+ngx_http_sophon_events_query_client(ngx_http_sophon_events_ctx_t *ctx)
+{
+    ngx_int_t  rc;
+
+    /* the client's write events also come while we wait for a connection */
+
+    if (ctx->query == NULL || ctx->done) {
+        return;
+    }
+
+    rc = ngx_http_sophon_events_output_flush(ctx, 1);
+
+    if (rc == NGX_ERROR || rc == NGX_DECLINED) {
+        ngx_http_sophon_events_query_output_failed(ctx, rc);
+        return;
+    }
+
+    if (ngx_http_sophon_events_query_wait_client(ctx) != NGX_OK) {
+        ngx_http_sophon_events_query_output_failed(ctx, NGX_ERROR);
+    }
+}
+
+
+/*
+ * The answer could not be written: the client went away, the answer would
+ * pass the temporary file's cap (NGX_DECLINED), or nginx failed (500).
+ * The statement is read on for nobody either way.
+ */
+
+static void
+ngx_http_sophon_events_query_output_failed(ngx_http_sophon_events_ctx_t *ctx,
+    ngx_int_t rc)
+{
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+
+    if (rc == NGX_DECLINED) {
+        ngx_http_sophon_events_request_failed(ctx, NGX_LOG_WARN,
+                         NGX_HTTP_INTERNAL_SERVER_ERROR,
+                         "the client is slower than the database, and the "
+                         "rest of the answer would pass "
+                         "sophon_events_max_temp_file_size");
+        return;
+    }
+
+    if (r->connection->error) {
+        ngx_http_sophon_events_request_failed(ctx, NGX_LOG_INFO,
+                                              NGX_HTTP_CLIENT_CLOSED_REQUEST,
+                                              "the client connection failed");
+        return;
+    }
+
+    ngx_http_sophon_events_request_failed(ctx, NGX_LOG_ERR,
+                                          NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                          "the answer could not be written");
+}
+
+
+/* the client's send_timeout runs only while it is behind */
+
 static ngx_int_t
 ngx_http_sophon_events_query_wait_client(ngx_http_sophon_events_ctx_t *ctx)
 {
@@ -539,63 +851,23 @@ ngx_http_sophon_events_query_wait_client(ngx_http_sophon_events_ctx_t *ctx)
 }
 
 
+/*
+ * The request ends with "status", or, once a 200 has started, is cut: no
+ * last chunk, so that the client cannot take a cut page for whole.
+ */
+
 static void
-ngx_http_sophon_events_query_done(ngx_http_sophon_events_ctx_t *ctx)
-{
-    ngx_int_t            rc;
-    ngx_uint_t           status;
-    ngx_http_request_t  *r;
-
-    r = ctx->request;
-    ctx->db_time = ngx_current_msec - ctx->db_start;
-
-    status = ctx->error_status;
-
-    if (status) {
-        /* an error nobody expected: do not bet on the connection again */
-        ngx_http_sophon_events_query_failed(ctx, status,
-                                            "the database answered an error");
-        return;
-    }
-
-    ngx_http_sophon_events_pool_release(ctx, 1);
-
-    if (!ctx->header_sent
-        && ngx_http_sophon_events_output_start(ctx) != NGX_OK)
-    {
-        ngx_http_finalize_request(r, NGX_ERROR);
-        return;
-    }
-
-    ctx->done = 1;
-
-    rc = ngx_http_sophon_events_output_finish(ctx);
-
-    ngx_http_finalize_request(r, rc);
-}
-
-
-void
-ngx_http_sophon_events_query_failed(ngx_http_sophon_events_ctx_t *ctx,
-    ngx_uint_t status, const char *reason)
+ngx_http_sophon_events_request_failed(ngx_http_sophon_events_ctx_t *ctx,
+    ngx_uint_t level, ngx_uint_t status, const char *reason)
 {
     ngx_str_t           *message;
-    ngx_uint_t           level;
     ngx_http_request_t  *r;
 
     r = ctx->request;
 
-    /*
-     * First: "reason" may be libpq's, freed with its connection.  A client
-     * that goes away is its own business, not an error of the service.
-     */
-
-    level = (status == NGX_HTTP_CLIENT_CLOSED_REQUEST
-             || status == NGX_HTTP_REQUEST_TIME_OUT)
-            ? NGX_LOG_INFO : NGX_LOG_ERR;
+    /* first: "reason" may be libpq's, freed with its connection */
 
     if (ctx->header_sent) {
-        /* no last chunk: the client must not take a cut page for whole */
         ngx_log_error(level, r->connection->log, 0,
                       "sophon_events: answer cut after %ui events: %s",
                       ctx->rows, reason);
@@ -605,16 +877,23 @@ ngx_http_sophon_events_query_failed(ngx_http_sophon_events_ctx_t *ctx,
                       "sophon_events: %s", reason);
     }
 
-    ngx_http_sophon_events_query_detach(ctx, 0);
+    ngx_http_sophon_events_query_detach(ctx);
 
     ctx->done = 1;
 
     if (ctx->header_sent) {
+        if (status == NGX_HTTP_INTERNAL_SERVER_ERROR) {
+            /* the access log says what happened, not the 200 */
+            r->err_status = status;
+        }
+
         ngx_http_finalize_request(r, NGX_ERROR);
         return;
     }
 
-    if (level == NGX_LOG_INFO) {
+    if (status == NGX_HTTP_CLIENT_CLOSED_REQUEST
+        || status == NGX_HTTP_REQUEST_TIME_OUT)
+    {
         /* nobody to answer */
         ngx_http_finalize_request(r, status);
         return;
@@ -637,24 +916,4 @@ ngx_http_sophon_events_query_failed(ngx_http_sophon_events_ctx_t *ctx,
 
     ngx_http_finalize_request(r,
                      ngx_http_sophon_events_send_error(r, status, message));
-}
-
-
-/*
- * The request lets go of the database: it leaves the queue, drops the rows
- * it holds, and gives its connection back, or has it closed.
- */
-
-void
-ngx_http_sophon_events_query_detach(ngx_http_sophon_events_ctx_t *ctx,
-    ngx_uint_t reusable)
-{
-    ngx_http_sophon_events_pool_abandon(ctx);
-
-    if (ctx->result) {
-        PQclear(ctx->result);
-        ctx->result = NULL;
-    }
-
-    ngx_http_sophon_events_pool_release(ctx, reusable);
 }

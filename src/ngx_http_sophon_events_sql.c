@@ -1,12 +1,15 @@
 
 /*
+ * Copyright (C) The ngx_http_sophon_events_module authors
+ *
  * ngx_http_sophon_events_module: the statement, built from the filter set.
  *
- * Its text depends only on which filters are present and on with_feature,
- * never on their values: those are always bound parameters, lists included
- * (one array parameter each).  So a connection prepares each shape once,
- * and at most 2^(NFILTERS + 1) shapes exist.  Parameters: $1 the page's
- * limit, $2 its offset, $3 top_k (NULL: none), then the filters present,
+ * Its text depends only on which filters are present, on with_feature and
+ * on whether the documents are wanted at all (HEAD), never on the values:
+ * those are always bound parameters, lists included (one array parameter
+ * each).  So a connection prepares each shape once, and at most
+ * 2^(NFILTERS + 2) shapes exist.  Parameters: $1 the page's limit, $2 its
+ * offset, $3 top_k (NULL: none), all three int8, then the filters present,
  * in the filters' order.
  *
  * One statement answers a request, so the total and the page read one
@@ -35,6 +38,9 @@
  * When the total is exact and cheap, a page in the second half of the match
  * set is read oldest first from the other end, so that the last page costs
  * what the first does; a one-time filter runs only one of the two branches.
+ *
+ * HEAD answers the same headers as GET and needs only the total: its
+ * statement is "SELECT least(<total>, $3)", one row, one column.
  */
 
 
@@ -52,9 +58,15 @@
      | ngx_http_sophon_events_bit(NGX_HTTP_SOPHON_EVENTS_STREAMS)             \
      | ngx_http_sophon_events_bit(NGX_HTTP_SOPHON_EVENTS_USER_TYPE))
 
-/* the shape's bit past the filters': leave the feature vector out */
+/* the shape's bits past the filters': leave the feature vector out */
 #define NGX_HTTP_SOPHON_EVENTS_NO_FEATURE                                     \
     ngx_http_sophon_events_bit(NGX_HTTP_SOPHON_EVENTS_NFILTERS)
+
+/* the total alone */
+#define NGX_HTTP_SOPHON_EVENTS_TOTAL_ONLY                                     \
+    ngx_http_sophon_events_bit(NGX_HTTP_SOPHON_EVENTS_NFILTERS + 1)
+
+#define NGX_HTTP_SOPHON_EVENTS_INT8OID  20
 
 /* $1, $2, $3, then the filters */
 #define NGX_HTTP_SOPHON_EVENTS_FIRST_FILTER  4
@@ -98,6 +110,17 @@ static char  *ngx_http_sophon_events_total_types[] = {
 };
 
 
+/*
+ * $1, $2, $3: typed here, since the statement of HEAD does not use $1 and
+ * $2, and PostgreSQL cannot infer the type of a parameter never used
+ */
+const Oid  ngx_http_sophon_events_sql_types[] = {
+    NGX_HTTP_SOPHON_EVENTS_INT8OID,
+    NGX_HTTP_SOPHON_EVENTS_INT8OID,
+    NGX_HTTP_SOPHON_EVENTS_INT8OID
+};
+
+
 ngx_uint_t
 ngx_http_sophon_events_sql_shape(ngx_http_sophon_events_query_args_t *args)
 {
@@ -111,7 +134,11 @@ ngx_http_sophon_events_sql_shape(ngx_http_sophon_events_query_args_t *args)
         }
     }
 
-    if (!args->with_feature) {
+    if (args->total_only) {
+        /* with_feature changes no total */
+        shape |= NGX_HTTP_SOPHON_EVENTS_TOTAL_ONLY;
+
+    } else if (!args->with_feature) {
         shape |= NGX_HTTP_SOPHON_EVENTS_NO_FEATURE;
     }
 
@@ -127,7 +154,8 @@ ngx_http_sophon_events_sql_text(ngx_pool_t *pool, ngx_uint_t shape,
     size_t       len;
     ngx_uint_t   filters;
 
-    filters = shape & ~NGX_HTTP_SOPHON_EVENTS_NO_FEATURE;
+    filters = shape & ~(NGX_HTTP_SOPHON_EVENTS_NO_FEATURE
+                        | NGX_HTTP_SOPHON_EVENTS_TOTAL_ONLY);
     len = 4096;
 
     p = ngx_pnalloc(pool, len);
@@ -137,6 +165,13 @@ ngx_http_sophon_events_sql_text(ngx_pool_t *pool, ngx_uint_t shape,
 
     text->data = p;
     last = p + len - 1;
+
+    if (shape & NGX_HTTP_SOPHON_EVENTS_TOTAL_ONLY) {
+        p = ngx_slprintf(p, last, "SELECT least(");
+        p = ngx_http_sophon_events_sql_total(p, last, filters);
+        p = ngx_slprintf(p, last, ", $3::int8)");
+        goto done;
+    }
 
     p = ngx_slprintf(p, last, "WITH t AS MATERIALIZED (SELECT ");
     p = ngx_http_sophon_events_sql_total(p, last, filters);
@@ -185,6 +220,8 @@ ngx_http_sophon_events_sql_text(ngx_pool_t *pool, ngx_uint_t shape,
     p = ngx_slprintf(p, last,
                      ") p JOIN sophon_events e ON e.id = p.id"
                      " ORDER BY p.ts DESC, p.id DESC) p ON true");
+
+done:
 
     if (p == last) {
         /* cannot happen with these texts: refuse rather than cut one */

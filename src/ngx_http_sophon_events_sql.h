@@ -1,5 +1,7 @@
 
 /*
+ * Copyright (C) The ngx_http_sophon_events_module authors
+ *
  * ngx_http_sophon_events_module: the statement, built from the filter set.
  */
 
@@ -15,6 +17,22 @@
 
 #define NGX_HTTP_SOPHON_EVENTS_NAME_LEN    sizeof("sophon_events_0000")
 
+/* $1, $2 and $3 are int8; the filters' types are in the text */
+#define NGX_HTTP_SOPHON_EVENTS_TYPED_PARAMS  3
+
+/*
+ * one shape per filter set, with_feature and HEAD (the total alone): the
+ * filters' bits, then those two
+ */
+#define NGX_HTTP_SOPHON_EVENTS_SHAPES                                         \
+    (1 << (NGX_HTTP_SOPHON_EVENTS_NFILTERS + 2))
+
+
+/* which shapes a server session has prepared, one bit each */
+typedef struct {
+    uint8_t       bits[NGX_HTTP_SOPHON_EVENTS_SHAPES / 8];
+} ngx_http_sophon_events_prepared_t;
+
 
 /* one execution of the prepared statement: its name and its parameters */
 typedef struct {
@@ -27,6 +45,14 @@ typedef struct {
 /* the filters present, as a bit set: it names the statements' shape */
 ngx_uint_t ngx_http_sophon_events_sql_shape(
     ngx_http_sophon_events_query_args_t *args);
+
+extern const Oid  ngx_http_sophon_events_sql_types[];
+
+#define ngx_http_sophon_events_sql_prepared(prepared, shape)                  \
+    ((prepared)->bits[(shape) / 8] & (1 << ((shape) % 8)))
+
+#define ngx_http_sophon_events_sql_set_prepared(prepared, shape)              \
+    (prepared)->bits[(shape) / 8] |= 1 << ((shape) % 8)
 
 /* the statement's text, for PQsendPrepare(), NUL-terminated */
 ngx_int_t ngx_http_sophon_events_sql_text(ngx_pool_t *pool, ngx_uint_t shape,

@@ -155,7 +155,7 @@ sub check_one_db_connection {
         my ($debug, $connects) = (0, 0);
         while (my $line = <$fh>) {
             $debug = 1 if $line =~ /\[debug\]/;
-            $connects++ if $line =~ /sophon_events: connected, backend/;
+            $connects++ if $line =~ /sophon_events pool: connection \S+ connected, backend/;
         }
         close $fh;
 

@@ -9,15 +9,20 @@
 # its block (Test::Base runs eval filters up front, so no action is done in
 # an eval section), on its own socket:
 #   --- cut_stream          run main::cut_stream($block) after request 0
-# It is deterministic: with "sophon_events_buffers 1 4k" the module stops
-# pulling rows while its one buffer waits for a client that does not read
-# (a small SO_RCVBUF, set before connect), so its backend ends up blocked
-# writing rows (pg_stat_activity: wait_event ClientWrite) in the middle of
-# a page of 1000 events (about 10 MB).  That backend is then terminated and
-# the client reads the rest until EOF.  Every wait is bounded; the socket
-# is closed and nothing is forked.
+# It is deterministic: the module reads rows at the database's speed, so
+# the statement itself is made to stop halfway.  A row-level security
+# policy on sophon_events (the module's role is not the table's owner, so
+# it applies) lets every row through but sleeps on the 500th newest event:
+# the backend sends 499 events of a page of 1000 (about 6 MB), then waits
+# in pg_sleep (pg_stat_activity: wait_event PgSleep).  That backend is then
+# terminated, the policy dropped, and the client, which stopped reading
+# after 4 KB (a small SO_RCVBUF, set before connect), reads the rest until
+# EOF.  Every wait is bounded; the socket is closed and nothing is forked;
+# the policy goes at the end of the scenario, or of the script.
 
 use Test::Nginx::Socket 'no_plan';
+use lib 't';
+use SophonTest;
 use IO::Select ();
 use Socket qw(AF_INET SOCK_STREAM SOL_SOCKET SO_RCVBUF inet_aton
               sockaddr_in);
@@ -109,10 +114,45 @@ sub dechunk {
     return ($data, $last, 1);
 }
 
+# the statement of the module's role stops on one row (see above)
+sub stall_on {
+    my ($id) = @_;
+    $id =~ s/'/''/g;
+    psql_admin(<<"SQL");
+CREATE OR REPLACE FUNCTION sophon_012_stall(id text) RETURNS boolean
+LANGUAGE plpgsql AS \$\$
+BEGIN
+    IF id = '$id' THEN
+        PERFORM pg_sleep(30);
+    END IF;
+    RETURN true;
+END
+\$\$;
+DROP POLICY IF EXISTS sophon_012_stall ON sophon_events;
+CREATE POLICY sophon_012_stall ON sophon_events FOR SELECT
+    USING (sophon_012_stall(id));
+ALTER TABLE sophon_events ENABLE ROW LEVEL SECURITY;
+SQL
+}
+
+sub stall_off {
+    psql_admin(<<'SQL');
+ALTER TABLE sophon_events DISABLE ROW LEVEL SECURITY;
+DROP POLICY IF EXISTS sophon_012_stall ON sophon_events;
+DROP FUNCTION IF EXISTS sophon_012_stall(text);
+SQL
+}
+
+my $MainPid = $$;
+END { if ($$ == $MainPid) { local $?; eval { stall_off() } } }
+
 sub cut_stream {
     my ($block) = @_;
     my $name = $block->name;
     my $port = $ENV{TEST_NGINX_SERVER_PORT} || server_port() || 1984;
+
+    # the 500th newest event: SophonTest's fixtures, newest first
+    stall_on(SophonTest::fixtures()->[499]{doc}{_id});
 
     # a small receive buffer, set before connect so that the window is
     # small from the start
@@ -150,10 +190,10 @@ sub cut_stream {
         or do { close $sock; return };
     my $first = length $raw;
 
-    # the module's backend blocks writing rows
+    # the module's backend stops halfway through the page
     my $blocked = wait_until(10, sub {
-        backends() =~ /^\d+ active ClientWrite$/m });
-    ok($blocked, "$name - the module's backend is blocked writing rows")
+        backends() =~ /^\d+ active PgSleep$/m });
+    ok($blocked, "$name - the module's backend stops halfway")
         or diag("backends: " . backends());
 
     # kill it
@@ -163,6 +203,7 @@ sub cut_stream {
        1, "$name - its backend is terminated");
     ok(wait_until(10, sub { backends() eq '' }),
        "$name - the backend is gone");
+    stall_off();
 
     # the rest, until the server closes the connection
     my $start = now();
@@ -198,8 +239,9 @@ sub cut_stream {
         or die "error.log: $!\n";
     my ($cut) = map { /answer cut after (\d+) events/ ? $1 : () } <$log>;
     close $log;
-    ok(defined $cut && $cut < 1000,
-       "$name - the log says the answer was cut short of 1000 events")
+    ok(defined $cut && $cut == 499,
+       "$name - the log says the answer was cut after the 499 events"
+       . " before the stalled one")
         or diag('cut after ' . ($cut // '(no such line)'));
 }
 

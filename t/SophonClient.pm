@@ -95,7 +95,9 @@ sub module_backends {
         "SELECT pid, usename, state, coalesce(wait_event_type, ''),"
         . " coalesce(client_port, -1), extract(epoch FROM backend_start)"
         . " FROM pg_stat_activity"
-        . " WHERE application_name = 'nginx sophon_events'");
+        . " WHERE application_name = 'nginx sophon_events'",
+        # from the "postgres" database: not a session of the one counted
+        admin_conninfo('postgres'));
 
     return [ map { { pid => $_->[0], user => $_->[1], state => $_->[2],
                      wait => $_->[3], port => $_->[4], start => $_->[5] } }
