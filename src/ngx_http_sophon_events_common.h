@@ -1,5 +1,7 @@
 
 /*
+ * Copyright (C) The ngx_http_sophon_events_module authors
+ *
  * ngx_http_sophon_events_module: the types every part of the module shares.
  */
 

@@ -416,6 +416,7 @@ ngx_int_t
 ngx_http_sophon_events_pool_acquire(ngx_http_sophon_events_pool_t *pool,
     ngx_http_sophon_events_waiter_t *waiter, ngx_log_t *log)
 {
+    ngx_uint_t                      open;
     ngx_http_sophon_events_conn_t  *conn;
 
     waiter->conn = NULL;
@@ -432,7 +433,15 @@ ngx_http_sophon_events_pool_acquire(ngx_http_sophon_events_pool_t *pool,
         return NGX_OK;
     }
 
-    if (pool->nwaiting >= pool->max_waiting) {
+    /*
+     * A request for which a connection is opened waits for it in the queue
+     * too, but is not one that "queue=" bounds: those wait for a busy one.
+     */
+
+    open = pool->nconnecting <= pool->nwaiting
+           && pool->nconnections < pool->max_connections;
+
+    if (!open && pool->nwaiting >= pool->max_waiting) {
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, log, 0,
                        "sophon_events pool: queue full (%ui)",
                        pool->nwaiting);
@@ -443,14 +452,15 @@ ngx_http_sophon_events_pool_acquire(ngx_http_sophon_events_pool_t *pool,
     pool->nwaiting++;
     waiter->queued = 1;
 
-    ngx_add_timer(&waiter->event, pool->wait_timeout);
+    ngx_add_timer(&waiter->event,
+                  open ? ngx_max(pool->wait_timeout, waiter->connect_timeout)
+                       : pool->wait_timeout);
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, log, 0,
                    "sophon_events pool: queued, %ui waiting, %ui connecting",
                    pool->nwaiting, pool->nconnecting);
 
-    if (pool->nconnecting < pool->nwaiting
-        && pool->nconnections < pool->max_connections
+    if (open
         && ngx_http_sophon_events_conn_open(pool, waiter->connect_timeout,
                                             log)
            != NGX_OK)
@@ -1098,13 +1108,25 @@ static void
 ngx_http_sophon_events_conn_failed(ngx_http_sophon_events_conn_t *conn,
     const char *why)
 {
-    ngx_http_sophon_events_pool_t  *pool;
+    ngx_log_t                        *log;
+    ngx_queue_t                      *q;
+    ngx_http_sophon_events_pool_t    *pool;
+    ngx_http_sophon_events_waiter_t  *waiter;
 
     pool = conn->pool;
 
-    ngx_log_error(NGX_LOG_ERR,
-                  conn->connection ? conn->connection->log : ngx_cycle->log,
-                  0, "sophon_events: cannot connect to the database: %s", why);
+    /* in the name of the request that gets the 503 for it, if any */
+
+    log = conn->connection ? conn->connection->log : ngx_cycle->log;
+
+    if (!ngx_queue_empty(&pool->waiting)) {
+        q = ngx_queue_head(&pool->waiting);
+        waiter = ngx_queue_data(q, ngx_http_sophon_events_waiter_t, queue);
+        log = waiter->event.log;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, log, 0,
+                  "sophon_events: cannot connect to the database: %s", why);
 
     ngx_http_sophon_events_conn_close(conn);
 

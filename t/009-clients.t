@@ -2,8 +2,8 @@
 
 # Clients that go away, a full pool, and nginx reloading or stopping under
 # load: the worker never crashes, a database connection whose request went
-# away is closed (its backend does not go on waiting), the pool's slots come
-# back, its queue refuses and times out as configured, and old workers
+# away reads its statement to the end, or is closed past sophon_events_drain
+# (its backend does not go on waiting), the pool's slots come back, its queue refuses and times out as configured, and old workers
 # finish what they started, then exit with their database connections.
 #
 # Every block runs with a master process (master_on); TEST 5 and 6 with two
@@ -281,8 +281,9 @@ sub scenario_abort_waiting {
 
     close $c->{sock};
 
-    # the module closes its connection: with client_connection_check_interval
-    # the backend ends within about a second, long before the lock goes
+    # the connection drains for sophon_events_drain's 1 s, then the module
+    # closes it: with client_connection_check_interval the backend ends
+    # within about a second more, long before the lock goes
     my ($gone, $took) = wait_until(4, 0.05, sub {
         !grep { $_->{user} eq 'sophon_reader' } @{ module_backends() }
     });
@@ -811,11 +812,12 @@ run_tests();
 
 __DATA__
 
-=== TEST 1: the client goes away while its query waits: 499, the connection is closed, the backend ends, the slot is free
+=== TEST 1: the client goes away while its query waits: 499, the connection is closed past sophon_events_drain, the backend ends, the slot is free
 --- config
     location = /SophonFace/api/events {
         sophon_events;
         sophon_events_db "$TEST_NGINX_SOPHON_DB" connections=1 queue=4 queue_timeout=2s;
+        sophon_events_drain 16m 1s;
     }
 --- request eval
 ["GET /SophonFace/api/events?per_page=1",

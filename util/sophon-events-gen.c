@@ -1,4 +1,6 @@
 /*
+ * Copyright (C) The ngx_http_sophon_events_module authors
+ *
  * sophon-events-gen: write N realistic SophonFace recognition events as
  * JSON Lines (one compact event document per line) to stdout.
  *
