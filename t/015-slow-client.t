@@ -206,6 +206,59 @@ sub scenario_cap {
     is("@left", '', "$name - no temporary file left in $dir");
 }
 
+# TEST 5: nginx cannot write the temporary file: its own failure, not the
+# client's
+sub scenario_unwritable {
+    my ($block) = @_;
+    my $name = $block->name;
+    my $dir = temp_dir('sophon_temp');
+    my ($elog, $alog) = ((-s errlog()) // 0, (-s acclog()) // 0);
+
+    # nginx made the directory at start: a file in its place now
+    rmdir $dir or die "rmdir $dir: $!\n";
+    open my $fh, '>', $dir or die "$dir: $!\n";
+    close $fh;
+
+    my $pid = the_backend();
+
+    my $c = http_send('per_page=1000&page=0&_=unwritable', rcvbuf => 4096)
+        or die "connect: $!\n";
+    slow_read($c, 8192, 2);
+    http_pump([$c], 20) if !$c->{eof};
+
+    my $r = parse_http($c->{buf});
+    is($r->{status}, 200, "$name - the answer starts as a 200");
+    ok($c->{eof} && !$r->{complete}, "$name - it is cut: no terminating"
+                                     . " chunk, the connection closed");
+
+    my ($logged) = wait_until(3, 0.1, sub {
+        grep { /\[error\].*sophon_events: answer cut after \d+ events: the answer could not be written/ }
+             @{ log_since(errlog(), $elog) }
+    });
+    ok($logged, "$name - logged at error as the answer not written, not as"
+                . " the client's failure");
+    ok(!grep({ /unwritable/ && /client connection failed/ }
+             @{ log_since(errlog(), $elog) }),
+       "$name - ... and not as the client's");
+
+    my ($status) = wait_until(3, 0.1, sub {
+        my @st = map { /unwritable\S* HTTP\S+" (\d+) / ? $1 : () }
+                     @{ log_since(acclog(), $alog) };
+        $st[0];
+    });
+    is($status, 500, "$name - the access log says 500");
+
+    my ($idle) = wait_until(5, 0.1, sub {
+        my $b = module_backends();
+        @$b == 1 && $b->[0]{state} eq 'idle';
+    });
+    ok($idle, "$name - the connection is idle in the pool")
+        or diag(describe_backends(module_backends()));
+    is(the_backend(), $pid, "$name - ... the same backend");
+
+    unlink $dir;
+}
+
 # TEST 4: the database's time is not the client's
 sub scenario_db_time {
     my ($block) = @_;
@@ -262,7 +315,6 @@ __DATA__
 
 
 === TEST 2: the cap: buffers 2 4k, a 64k temporary file, a reader of 12 MB at 8 KB/s: cut, logged, the same connection serves next
---- skip_eval: 12: !$main::NewDirectives
 --- config
     location = /SophonFace/api/events {
         sophon_events;
@@ -286,7 +338,6 @@ __DATA__
 
 
 === TEST 3: no temporary file (max_temp_file_size 0): buffers 2 4k, a reader of 12 MB at 8 KB/s: cut, logged, the same connection serves next
---- skip_eval: 12: !$main::NewDirectives
 --- config
     location = /SophonFace/api/events {
         sophon_events;
@@ -330,4 +381,25 @@ __DATA__
 --- no_error_log
 [alert]
 [crit]
+[emerg]
+
+
+
+=== TEST 5: the temporary file cannot be written: the answer is cut and logged as nginx's failure (500), not the client's; the connection goes back
+--- config
+    location = /SophonFace/api/events {
+        sophon_events;
+        sophon_events_db "$TEST_NGINX_SOPHON_DB" connections=1 queue=64 queue_timeout=3s;
+        sophon_events_buffers 2 4k;
+        sophon_events_temp_path $TEST_NGINX_SERVER_ROOT/sophon_temp;
+    }
+--- request eval
+["GET /SophonFace/api/events?per_page=1",
+ "GET /SophonFace/api/events?per_page=3&page=1"]
+--- error_code eval
+[200, 200]
+--- scenario: unwritable
+--- timeout: 10
+--- no_error_log
+[alert]
 [emerg]
