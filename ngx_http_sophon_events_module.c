@@ -88,35 +88,35 @@ static ngx_command_t  ngx_http_sophon_events_commands[] = {
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_num_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_sophon_events_loc_conf_t, per_page_default),
+      offsetof(ngx_http_sophon_events_loc_conf_t, limits.per_page_default),
       &ngx_http_sophon_events_positive },
 
     { ngx_string("sophon_events_max_per_page"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_num_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_sophon_events_loc_conf_t, per_page_max),
+      offsetof(ngx_http_sophon_events_loc_conf_t, limits.per_page_max),
       &ngx_http_sophon_events_positive },
 
     { ngx_string("sophon_events_max_top_k"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_num_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_sophon_events_loc_conf_t, top_k_max),
+      offsetof(ngx_http_sophon_events_loc_conf_t, limits.top_k_max),
       &ngx_http_sophon_events_positive },
 
     { ngx_string("sophon_events_max_value_length"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_size_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_sophon_events_loc_conf_t, max_value_length),
+      offsetof(ngx_http_sophon_events_loc_conf_t, limits.max_value_length),
       NULL },
 
     { ngx_string("sophon_events_max_list_items"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_num_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_sophon_events_loc_conf_t, max_list_items),
+      offsetof(ngx_http_sophon_events_loc_conf_t, limits.max_list_items),
       &ngx_http_sophon_events_positive },
 
     { ngx_string("sophon_events_buffers"),
@@ -217,7 +217,6 @@ ngx_http_sophon_events_handler(ngx_http_request_t *r)
     ngx_int_t                           rc;
     ngx_str_t                           error;
     ngx_http_sophon_events_ctx_t       *ctx;
-    ngx_http_sophon_events_limits_t     limits;
     ngx_http_sophon_events_loc_conf_t  *conf;
 
     /* a body left unread would be taken for the next request */
@@ -242,13 +241,7 @@ ngx_http_sophon_events_handler(ngx_http_request_t *r)
     ctx->request = r;
     ctx->conf = conf;
 
-    limits.per_page_default = conf->per_page_default;
-    limits.per_page_max = conf->per_page_max;
-    limits.top_k_max = conf->top_k_max;
-    limits.max_value_length = conf->max_value_length;
-    limits.max_list_items = conf->max_list_items;
-
-    rc = ngx_http_sophon_events_parse_args(r->pool, &r->args, &limits,
+    rc = ngx_http_sophon_events_parse_args(r->pool, &r->args, &conf->limits,
                                            &ctx->args, &error);
 
     if (rc == NGX_ERROR) {
@@ -446,11 +439,11 @@ ngx_http_sophon_events_create_loc_conf(ngx_conf_t *cf)
     conf->pool = NGX_CONF_UNSET_PTR;
     conf->connect_timeout = NGX_CONF_UNSET_MSEC;
     conf->query_timeout = NGX_CONF_UNSET_MSEC;
-    conf->per_page_default = NGX_CONF_UNSET_UINT;
-    conf->per_page_max = NGX_CONF_UNSET_UINT;
-    conf->top_k_max = NGX_CONF_UNSET_UINT;
-    conf->max_value_length = NGX_CONF_UNSET_SIZE;
-    conf->max_list_items = NGX_CONF_UNSET_UINT;
+    conf->limits.per_page_default = NGX_CONF_UNSET_UINT;
+    conf->limits.per_page_max = NGX_CONF_UNSET_UINT;
+    conf->limits.top_k_max = NGX_CONF_UNSET_UINT;
+    conf->limits.max_value_length = NGX_CONF_UNSET_SIZE;
+    conf->limits.max_list_items = NGX_CONF_UNSET_UINT;
     conf->max_temp_file_size = NGX_CONF_UNSET;
     conf->drain_size = NGX_CONF_UNSET_SIZE;
     conf->drain_time = NGX_CONF_UNSET_MSEC;
@@ -474,14 +467,16 @@ ngx_http_sophon_events_merge_loc_conf(ngx_conf_t *cf, void *parent,
     ngx_conf_merge_msec_value(conf->query_timeout, prev->query_timeout,
                               30000);
 
-    ngx_conf_merge_uint_value(conf->per_page_default, prev->per_page_default,
-                              10);
-    ngx_conf_merge_uint_value(conf->per_page_max, prev->per_page_max, 1000);
-    ngx_conf_merge_uint_value(conf->top_k_max, prev->top_k_max, 10000000);
-    ngx_conf_merge_size_value(conf->max_value_length, prev->max_value_length,
-                              256);
-    ngx_conf_merge_uint_value(conf->max_list_items, prev->max_list_items,
-                              100);
+    ngx_conf_merge_uint_value(conf->limits.per_page_default,
+                              prev->limits.per_page_default, 10);
+    ngx_conf_merge_uint_value(conf->limits.per_page_max,
+                              prev->limits.per_page_max, 1000);
+    ngx_conf_merge_uint_value(conf->limits.top_k_max,
+                              prev->limits.top_k_max, 10000000);
+    ngx_conf_merge_size_value(conf->limits.max_value_length,
+                              prev->limits.max_value_length, 256);
+    ngx_conf_merge_uint_value(conf->limits.max_list_items,
+                              prev->limits.max_list_items, 100);
 
     ngx_conf_merge_bufs_value(conf->bufs, prev->bufs, 8, 32768);
 
@@ -508,7 +503,7 @@ ngx_http_sophon_events_merge_loc_conf(ngx_conf_t *cf, void *parent,
         return NGX_CONF_ERROR;
     }
 
-    if (conf->per_page_default > conf->per_page_max) {
+    if (conf->limits.per_page_default > conf->limits.per_page_max) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"sophon_events_per_page\" is larger than "
                            "\"sophon_events_max_per_page\"");
@@ -524,7 +519,7 @@ ngx_http_sophon_events_merge_loc_conf(ngx_conf_t *cf, void *parent,
         return NGX_CONF_ERROR;
     }
 
-    if (conf->max_value_length == 0) {
+    if (conf->limits.max_value_length == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"sophon_events_max_value_length\" must not be 0");
         return NGX_CONF_ERROR;

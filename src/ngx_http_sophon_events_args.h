@@ -13,15 +13,6 @@
 #include "ngx_http_sophon_events_common.h"
 
 
-typedef struct {
-    ngx_uint_t    per_page_default;
-    ngx_uint_t    per_page_max;
-    ngx_uint_t    top_k_max;
-    size_t        max_value_length;
-    ngx_uint_t    max_list_items;
-} ngx_http_sophon_events_limits_t;
-
-
 /*
  * NGX_OK: "args" holds the query; NGX_DECLINED: the client sent something
  * the contract refuses, "error" says what, naming the parameter;

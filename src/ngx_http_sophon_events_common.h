@@ -49,6 +49,16 @@ typedef struct {
 } ngx_http_sophon_events_query_args_t;
 
 
+/* what the query string may hold: the location's, read in place */
+typedef struct {
+    ngx_uint_t                      per_page_default;
+    ngx_uint_t                      per_page_max;
+    ngx_uint_t                      top_k_max;
+    size_t                          max_value_length;
+    ngx_uint_t                      max_list_items;
+} ngx_http_sophon_events_limits_t;
+
+
 typedef struct ngx_http_sophon_events_pool_s   ngx_http_sophon_events_pool_t;
 typedef struct ngx_http_sophon_events_conn_s   ngx_http_sophon_events_conn_t;
 typedef struct ngx_http_sophon_events_query_s  ngx_http_sophon_events_query_t;
@@ -62,11 +72,7 @@ typedef struct {
     ngx_msec_t                      connect_timeout;
     ngx_msec_t                      query_timeout;
 
-    ngx_uint_t                      per_page_default;
-    ngx_uint_t                      per_page_max;
-    ngx_uint_t                      top_k_max;
-    size_t                          max_value_length;
-    ngx_uint_t                      max_list_items;
+    ngx_http_sophon_events_limits_t  limits;
 
     /* what the client has not taken yet: memory, then a file */
     ngx_bufs_t                      bufs;

@@ -515,9 +515,13 @@ ngx_http_sophon_events_write(ngx_http_sophon_events_ctx_t *ctx,
                 rc = ngx_http_sophon_events_next_buf(ctx);
 
                 if (rc == NGX_AGAIN) {
-                    /* all on their way: take back what the client took */
+                    /*
+                     * all on their way: take back what the client took;
+                     * "flush", or buffers under postpone_output in all
+                     * would never go while the database is fast
+                     */
 
-                    if (ngx_http_sophon_events_output_flush(ctx, 0)
+                    if (ngx_http_sophon_events_output_flush(ctx, 1)
                         == NGX_ERROR)
                     {
                         return NGX_ERROR;

@@ -77,6 +77,7 @@ sub scenario_slow_one_connection {
     my $pid = the_backend();
     ok($pid, "$name - one module backend ($pid)");
 
+    my $rss_before = nginx_rss();
     my $qs = 'per_page=1000&page=0&_=slow';
     my $slow = http_send($qs, rcvbuf => 4096) or die "connect: $!\n";
 
@@ -97,7 +98,7 @@ sub scenario_slow_one_connection {
 
     # while the slow client reads: the backend and the worker's temp files,
     # sampled from 3 s to 12 s after the request
-    my (@states, @held, %seen_file);
+    my (@states, @held, %seen_file, @rss);
     my $next = now() + 3;
     my $tick = sub {
         return if now() < $next || now() > $slow->{sent} + 12;
@@ -105,6 +106,7 @@ sub scenario_slow_one_connection {
         push @states, join ',', map { "$_->{pid}:$_->{state}" }
                                 @{ module_backends() };
         $seen_file{$_}++ for open_files_under($dir);
+        push @rss, nginx_rss();
     };
 
     my $end = slow_read($slow, $rate, $slowly, undef, $tick);
@@ -134,6 +136,13 @@ sub scenario_slow_one_connection {
                                 . " temporary file under $dir")
         or diag("no open file under $dir");
 
+    # a page of 12 MB does not sit in the worker's memory
+    my ($rss_max) = sort { $b <=> $a } @rss;
+    ok(defined $rss_max && $rss_max - $rss_before < 4096,
+       "$name - the worker's RSS grows by less than 4 MB while it holds"
+       . " the 12 MB page for the slow client ($rss_before kB, then at most"
+       . " " . ($rss_max // '?') . " kB)");
+
     # the slow client
     is($end, 'timeout', "$name - the slow client was still reading after"
                         . " $slowly s ($slow_bytes bytes)");
@@ -145,6 +154,17 @@ sub scenario_slow_one_connection {
     my @left = files_under($dir);
     is("@left", '', "$name - no temporary file left once the request ended");
     is(the_backend(), $pid, "$name - still the same one backend");
+}
+
+# the nginx process's resident set (no master: it is the worker), in kB
+sub nginx_rss {
+    open my $fh, '<', server_root() . '/logs/nginx.pid' or return undef;
+    my ($pid) = (<$fh> // '') =~ /(\d+)/ or return undef;
+    open my $st, '<', "/proc/$pid/status" or return undef;
+    while (<$st>) {
+        return $1 if /^VmRSS:\s+(\d+)/;
+    }
+    return undef;
 }
 
 sub slurp {
