@@ -232,21 +232,44 @@ COMMIT;
 
 -- The number of events with gte <= ts <= lte (either may be NULL: no
 -- bound), on these cameras and of these person types (NULL: all).
+--
+-- The counts cover the whole hours [first_hour, end_hour); the events of
+-- [gte, first_hour * 3600) and [end_hour * 3600, lte] are counted as rows.
+-- That is exact only if the hours are chosen with exact arithmetic: a bound
+-- turned into numeric keeps 15 significant digits, so 1607432400.000004
+-- became the hour 1607432400 itself and the events of its first 4
+-- microseconds were counted although they are before gte.  So every step
+-- here is float8, like ts and the bounds themselves:
+--
+--  * for |h| <= 2^40, h * 3600 < 2^52 is exact in a double, and an event's
+--    hour floor(floor(ts) / 3600) is >= h exactly when ts >= h * 3600
+--    (floor(ts) / 3600 is off by less than half an ulp of h, 2^-13, and
+--    an hour's last second is 1/3600 below the next hour);
+--  * ceil(gte / 3600) and floor(lte / 3600) may be off by one where
+--    gte / 3600 rounds across an integer; exact comparisons of h * 3600
+--    with the bound put them right: first_hour is the least hour with
+--    first_hour * 3600 >= gte, end_hour the greatest with
+--    end_hour * 3600 <= lte;
+--  * a bound beyond those hours (|bound| > 2^40 hours, 125 million years,
+--    infinities, NaN, which float8 orders above everything) is not made an
+--    hour: gte above them or lte below them leaves no whole hour to sum,
+--    so the rows are counted; gte below them starts the sum at their
+--    first hour, lte above them ends it at their last, and the rows
+--    between the bound and that edge are counted.  The event's hour is
+--    monotonic in ts, so the counts of the hours in between are exactly
+--    the events between their edges.
+--
+-- A bound that is not on an hour costs one index scan of its partial
+-- hour, as before; gte on an hour costs none.
 CREATE OR REPLACE FUNCTION sophon_events_total(gte double precision,
     lte double precision, devices text[], types smallint[])
 RETURNS bigint LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
 DECLARE
-    -- the first hour wholly >= gte, the first not wholly <= lte; clamped
-    -- to bigint: no stored event's hour is outside it (its insert fails);
-    -- NULL stays NULL (least() and greatest() would drop it)
-    first_hour  bigint := CASE WHEN gte IS NOT NULL THEN
-                              ceil(least(greatest(gte::numeric / 3600,
-                                                  -9223372036854775807),
-                                         9223372036854775807)) END;
-    end_hour    bigint := CASE WHEN lte IS NOT NULL THEN
-                              floor(least(greatest(lte::numeric / 3600,
-                                                   -9223372036854775807),
-                                          9223372036854775807)) END;
+    -- the hours whose start h * 3600 is an exact double: |h| <= 2^40
+    edge_hour   constant double precision := 1099511627776;
+    h           double precision;
+    first_hour  bigint;
+    end_hour    bigint;
     total       bigint;
     edge        bigint;
 BEGIN
@@ -259,25 +282,63 @@ BEGIN
         RETURN total;
     END IF;
 
+    IF gte > edge_hour * 3600 OR lte < -edge_hour * 3600 THEN
+        -- no whole hour of the exact range inside: count the rows
+        first_hour := 1;
+        end_hour := 0;
+
+    ELSE
+        IF gte < -edge_hour * 3600 THEN
+            first_hour := -edge_hour;
+        ELSIF gte IS NOT NULL THEN
+            h := ceil(gte / 3600);
+            IF h * 3600 < gte THEN
+                h := h + 1;
+            ELSIF (h - 1) * 3600 >= gte THEN
+                h := h - 1;
+            END IF;
+            first_hour := h;
+        END IF;
+
+        IF lte > edge_hour * 3600 THEN
+            end_hour := edge_hour;
+        ELSIF lte IS NOT NULL THEN
+            h := floor(lte / 3600);
+            IF h * 3600 > lte THEN
+                h := h - 1;
+            ELSIF (h + 1) * 3600 <= lte THEN
+                h := h + 1;
+            END IF;
+            end_hour := h;
+        END IF;
+    END IF;
+
     IF first_hour >= end_hour THEN
-        -- no whole hour inside: count the events themselves
+        -- no whole hour inside: count the events themselves (a missing
+        -- bound is an infinite one: ts is finite, or its hour would not
+        -- fit the bigint and its insert would have failed)
         SELECT count(*) INTO total
           FROM sophon_events e
-         WHERE e.ts >= gte AND e.ts <= lte
+         WHERE e.ts >= coalesce(gte, '-Infinity')
+           AND e.ts <= coalesce(lte, 'Infinity')
            AND (devices IS NULL OR e.device_id = ANY (devices))
            AND (types IS NULL OR e.person_type = ANY (types));
 
         RETURN total;
     END IF;
 
+    -- no bound: every bigint hour on that side (no stored hour is the
+    -- greatest bigint: the greatest double below 2^63 is 2^63 - 1024)
+    first_hour := coalesce(first_hour, -9223372036854775807 - 1);
+    end_hour := coalesce(end_hour, 9223372036854775807);
+
     SELECT coalesce(sum(n), 0) INTO total
       FROM sophon_event_counts c
-     WHERE c.hour >= coalesce(first_hour, -9223372036854775807)
-       AND c.hour < coalesce(end_hour, 9223372036854775807)
+     WHERE c.hour >= first_hour AND c.hour < end_hour
        AND (devices IS NULL OR c.device_id = ANY (devices))
        AND (types IS NULL OR c.person_type = ANY (types));
 
-    IF gte IS NOT NULL THEN
+    IF gte < first_hour::float8 * 3600 THEN
         SELECT count(*) INTO edge
           FROM sophon_events e
          WHERE e.ts >= gte AND e.ts < first_hour::float8 * 3600
