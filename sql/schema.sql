@@ -245,7 +245,8 @@ COMMIT;
 --    hour floor(floor(ts) / 3600) is >= h exactly when ts >= h * 3600
 --    (floor(ts) / 3600 is off by less than half an ulp of h, 2^-13, and
 --    an hour's last second is 1/3600 below the next hour);
---  * ceil(gte / 3600) and floor(lte / 3600) may be off by one where
+--  * ceil(gte / 3600) and floor(lte / 3600) (0 for a bound under a
+--    second, whose quotient could underflow) may be off by one where
 --    gte / 3600 rounds across an integer; exact comparisons of h * 3600
 --    with the bound put them right: first_hour is the least hour with
 --    first_hour * 3600 >= gte, end_hour the greatest with
@@ -291,7 +292,9 @@ BEGIN
         IF gte < -edge_hour * 3600 THEN
             first_hour := -edge_hour;
         ELSIF gte IS NOT NULL THEN
-            h := ceil(gte / 3600);
+            -- (a bound under a second is in hour 0 or next to it: no
+            -- division, which would fail on a subnormal's underflow)
+            h := CASE WHEN abs(gte) < 1 THEN 0 ELSE ceil(gte / 3600) END;
             IF h * 3600 < gte THEN
                 h := h + 1;
             ELSIF (h - 1) * 3600 >= gte THEN
@@ -303,7 +306,7 @@ BEGIN
         IF lte > edge_hour * 3600 THEN
             end_hour := edge_hour;
         ELSIF lte IS NOT NULL THEN
-            h := floor(lte / 3600);
+            h := CASE WHEN abs(lte) < 1 THEN 0 ELSE floor(lte / 3600) END;
             IF h * 3600 > lte THEN
                 h := h - 1;
             ELSIF (h + 1) * 3600 <= lte THEN

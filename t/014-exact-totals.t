@@ -16,7 +16,7 @@
 #   --- far_bounds N      the same, in a transaction rolled back, with
 #                         events and bounds beyond the hours whose start
 #                         is exact in a double (2^40 hours), infinities,
-#                         NaN and 1e300
+#                         NaN, 1e300 and subnormals
 #   --- pages QS PER_PAGE (in a request eval, main::pages()) page 0, the
 #                         last and the next-to-last page of QS
 # Every 200 is checked against the fixtures by SophonTest::check_body, and
@@ -167,7 +167,8 @@ sub far_sql {
             offsets => '0, 0.5, -0.5, 1, -1, 2, -2, 3600, -3600, 1e-6,'
                        . " 'Infinity', '-Infinity', 'NaN', 1e300, -1e300",
             extra => "$events, 'Infinity', '-Infinity', 'NaN', 1e300,"
-                     . " -1e300, 1e-300",
+                     . " -1e300, 1e-300, 4.9e-324, -4.9e-324, 1e-310,"
+                     . " -1e-310, 0.25, -0.25",
             devices => ['NULL::text[]', "'{dev-hours-far}'",
                         "'{dev-hours-far,dev-hours-1}'"],
             types => ['NULL::smallint[]', "'{2}'", "'{1,3}'"])
