@@ -135,6 +135,27 @@ CREATE TABLE IF NOT EXISTS sophon_event_totals (
     PRIMARY KEY (device_id, person_type)
 );
 
+-- The counts are trusted only because nobody but these triggers writes
+-- them: the trigger functions are SECURITY DEFINER, owned by the owner of
+-- the counts, so the writer role needs no privilege on the counts at all
+-- (sql/roles.sql grants none).  A definer function must not resolve names
+-- through its caller's search_path: a caller could put a temporary table
+-- named sophon_event_counts first (pg_temp is searched first unless it is
+-- named) and collect the counts there.  So their search_path is fixed when
+-- they are created: the schema this script creates the tables in, then
+-- pg_temp, named last so that nothing of theirs is looked up there.
+-- pg_catalog is not named, so it is searched first and no function of the
+-- schema can stand in for a built-in one; naming it first would also make
+-- it the schema that CREATE FUNCTION creates in.
+DO $$
+BEGIN
+    -- for the rest of this transaction only; SET ... FROM CURRENT below
+    -- copies it into the functions
+    PERFORM set_config('search_path',
+                       format('%I, pg_temp', current_schema()), true);
+END
+$$;
+
 -- adds the statement's rows (new_rows) and takes away the rows it removed
 -- (old_rows) from both counts.  Every writing statement locks counters in
 -- one global order (counts before totals, each in key order, an UPDATE's
@@ -144,7 +165,8 @@ CREATE TABLE IF NOT EXISTS sophon_event_totals (
 -- sophon_event_counts rows (n: +count or -count) so that the two upserts
 -- are written, and their plans cached, once.
 CREATE OR REPLACE FUNCTION sophon_events_count_rows()
-RETURNS trigger LANGUAGE plpgsql AS $$
+RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
+SET search_path FROM CURRENT AS $$
 DECLARE
     delta  sophon_event_counts[];
 BEGIN
@@ -187,12 +209,114 @@ END
 $$;
 
 CREATE OR REPLACE FUNCTION sophon_events_count_truncate()
-RETURNS trigger LANGUAGE plpgsql AS $$
+RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
+SET search_path FROM CURRENT AS $$
 BEGIN
     TRUNCATE sophon_event_counts, sophon_event_totals;
     RETURN NULL;
 END
 $$;
+
+-- they run with the rights of whoever owns the counts, not of whoever ran
+-- this script last (a superuser, perhaps); a trigger needs no EXECUTE
+-- privilege to fire, so nobody needs one to call them
+DO $$
+DECLARE
+    owner  text := (SELECT relowner::regrole::text FROM pg_class
+                     WHERE oid = 'sophon_event_counts'::regclass);
+BEGIN
+    EXECUTE format('ALTER FUNCTION sophon_events_count_rows() OWNER TO %s',
+                   owner);
+    EXECUTE format('ALTER FUNCTION sophon_events_count_truncate()'
+                   ' OWNER TO %s', owner);
+END
+$$;
+
+REVOKE EXECUTE ON FUNCTION sophon_events_count_rows(),
+    sophon_events_count_truncate() FROM PUBLIC;
+
+-- Rebuilds both counts from the events, for when something skipped the
+-- triggers (session_replication_role = replica, pg_restore
+-- --disable-triggers, ALTER TABLE ... DISABLE TRIGGER) or wrote the counts
+-- by hand:
+--
+--   SELECT * FROM sophon_events_recount();
+--
+-- Online: it takes SHARE ROW EXCLUSIVE on sophon_events, which waits for
+-- the writing transactions under way and makes new writers wait until it
+-- commits, but lets readers read: they keep seeing the old counts (and
+-- the same events) until it commits.  Only the counters that are wrong
+-- are written, in place, so readers never see a table being emptied and
+-- refilled.  Returns the events counted and the counters it corrected.
+-- In READ COMMITTED only: its statements must see every event committed
+-- before its lock was granted, which an older snapshot would not.
+CREATE OR REPLACE FUNCTION sophon_events_recount(OUT events bigint,
+    OUT corrected bigint)
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'sophon_events_recount() needs a READ COMMITTED'
+                        ' transaction, not %',
+                        upper(current_setting('transaction_isolation'));
+    END IF;
+
+    LOCK TABLE sophon_events IN SHARE ROW EXCLUSIVE MODE;
+
+    -- one pass over the events; the four writes touch disjoint rows
+    WITH fresh AS MATERIALIZED (
+        SELECT sophon_events_hour(ts) AS hour,
+               coalesce(device_id, '') AS device_id, person_type,
+               count(*) AS n
+          FROM sophon_events
+         GROUP BY 1, 2, 3
+    ),
+    fresh_totals AS MATERIALIZED (
+        SELECT device_id, person_type, sum(n)::bigint AS n
+          FROM fresh
+         GROUP BY 1, 2
+    ),
+    -- a counter left at 0 by deletes is right, and stays
+    stale_counts AS (
+        DELETE FROM sophon_event_counts c
+         WHERE c.n <> 0
+           AND NOT EXISTS (SELECT FROM fresh f
+                            WHERE (f.hour, f.device_id, f.person_type)
+                                  = (c.hour, c.device_id, c.person_type))
+        RETURNING 1
+    ),
+    set_counts AS (
+        INSERT INTO sophon_event_counts AS c
+        SELECT * FROM fresh ORDER BY 1, 2, 3
+        ON CONFLICT (hour, device_id, person_type)
+        DO UPDATE SET n = excluded.n WHERE c.n <> excluded.n
+        RETURNING 1
+    ),
+    stale_totals AS (
+        DELETE FROM sophon_event_totals t
+         WHERE t.n <> 0
+           AND NOT EXISTS (SELECT FROM fresh_totals f
+                            WHERE (f.device_id, f.person_type)
+                                  = (t.device_id, t.person_type))
+        RETURNING 1
+    ),
+    set_totals AS (
+        INSERT INTO sophon_event_totals AS t
+        SELECT * FROM fresh_totals ORDER BY 1, 2
+        ON CONFLICT (device_id, person_type)
+        DO UPDATE SET n = excluded.n WHERE t.n <> excluded.n
+        RETURNING 1
+    )
+    SELECT coalesce((SELECT sum(n) FROM fresh), 0),
+           (SELECT count(*) FROM stale_counts)
+           + (SELECT count(*) FROM set_counts)
+           + (SELECT count(*) FROM stale_totals)
+           + (SELECT count(*) FROM set_totals)
+      INTO events, corrected;
+END
+$$;
+
+-- the owner (or a superuser) repairs; nobody else needs to
+REVOKE EXECUTE ON FUNCTION sophon_events_recount() FROM PUBLIC;
 
 -- no event may be written between the triggers and the first count
 LOCK TABLE sophon_events IN SHARE ROW EXCLUSIVE MODE;
