@@ -4,11 +4,12 @@
 --
 -- sophon_reader is the role of ngx_http_sophon_events_module: it reads the
 -- events table and nothing else, in read-only transactions, and a query of
--- its that runs away or whose client left is stopped by the server itself.  sophon_writer is the
--- role of the box's pipeline: it adds and deletes events.  Neither can
--- create anything.  Both are created without a password: give them one
--- (ALTER ROLE sophon_reader PASSWORD '...') unless pg_hba.conf
--- authenticates them otherwise.  Safe to run again.
+-- its that runs away or whose client left is stopped by the server itself.
+-- sophon_writer is the role of the box's pipeline: it adds and deletes
+-- events, and cannot touch their counts.  Neither can create anything.
+-- Both are created without a password: give them one (ALTER ROLE
+-- sophon_reader PASSWORD '...') unless pg_hba.conf authenticates them
+-- otherwise.  Safe to run again.
 
 SET client_min_messages = warning;
 
@@ -28,6 +29,11 @@ ALTER ROLE sophon_reader NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION;
 ALTER ROLE sophon_writer NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION;
 
 ALTER ROLE sophon_reader SET default_transaction_read_only = on;
+
+-- a statement that runs away is stopped by the server itself.  It no longer
+-- has to outlast slow clients: the module reads a statement's whole result
+-- as fast as the database sends it and buffers it for a client that reads
+-- slowly, so a statement runs only as long as the database takes
 ALTER ROLE sophon_reader SET statement_timeout = '60s';
 
 -- the module closes a connection whose request went away or timed out;
@@ -44,7 +50,8 @@ REVOKE ALL ON sophon_events, sophon_event_counts, sophon_event_totals
 GRANT SELECT ON sophon_events, sophon_event_counts, sophon_event_totals
     TO sophon_reader;
 
--- the counts are kept by triggers, which run as the writer
+-- the pipeline inserts events and deletes them (SELECT: a DELETE's WHERE
+-- reads the rows).  The counts are not the writer's: the triggers write
+-- them as their owner (SECURITY DEFINER, see sql/schema.sql), and a writer
+-- that could write them could make every total wrong
 GRANT SELECT, INSERT, DELETE ON sophon_events TO sophon_writer;
-GRANT SELECT, INSERT, UPDATE ON sophon_event_counts, sophon_event_totals
-    TO sophon_writer;

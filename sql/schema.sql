@@ -135,6 +135,27 @@ CREATE TABLE IF NOT EXISTS sophon_event_totals (
     PRIMARY KEY (device_id, person_type)
 );
 
+-- The counts are trusted only because nobody but these triggers writes
+-- them: the trigger functions are SECURITY DEFINER, owned by the owner of
+-- the counts, so the writer role needs no privilege on the counts at all
+-- (sql/roles.sql grants none).  A definer function must not resolve names
+-- through its caller's search_path: a caller could put a temporary table
+-- named sophon_event_counts first (pg_temp is searched first unless it is
+-- named) and collect the counts there.  So their search_path is fixed when
+-- they are created: the schema this script creates the tables in, then
+-- pg_temp, named last so that nothing of theirs is looked up there.
+-- pg_catalog is not named, so it is searched first and no function of the
+-- schema can stand in for a built-in one; naming it first would also make
+-- it the schema that CREATE FUNCTION creates in.
+DO $$
+BEGIN
+    -- for the rest of this transaction only; SET ... FROM CURRENT below
+    -- copies it into the functions
+    PERFORM set_config('search_path',
+                       format('%I, pg_temp', current_schema()), true);
+END
+$$;
+
 -- adds the statement's rows (new_rows) and takes away the rows it removed
 -- (old_rows) from both counts.  Every writing statement locks counters in
 -- one global order (counts before totals, each in key order, an UPDATE's
@@ -144,7 +165,8 @@ CREATE TABLE IF NOT EXISTS sophon_event_totals (
 -- sophon_event_counts rows (n: +count or -count) so that the two upserts
 -- are written, and their plans cached, once.
 CREATE OR REPLACE FUNCTION sophon_events_count_rows()
-RETURNS trigger LANGUAGE plpgsql AS $$
+RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
+SET search_path FROM CURRENT AS $$
 DECLARE
     delta  sophon_event_counts[];
 BEGIN
@@ -187,12 +209,114 @@ END
 $$;
 
 CREATE OR REPLACE FUNCTION sophon_events_count_truncate()
-RETURNS trigger LANGUAGE plpgsql AS $$
+RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
+SET search_path FROM CURRENT AS $$
 BEGIN
     TRUNCATE sophon_event_counts, sophon_event_totals;
     RETURN NULL;
 END
 $$;
+
+-- they run with the rights of whoever owns the counts, not of whoever ran
+-- this script last (a superuser, perhaps); a trigger needs no EXECUTE
+-- privilege to fire, so nobody needs one to call them
+DO $$
+DECLARE
+    owner  text := (SELECT relowner::regrole::text FROM pg_class
+                     WHERE oid = 'sophon_event_counts'::regclass);
+BEGIN
+    EXECUTE format('ALTER FUNCTION sophon_events_count_rows() OWNER TO %s',
+                   owner);
+    EXECUTE format('ALTER FUNCTION sophon_events_count_truncate()'
+                   ' OWNER TO %s', owner);
+END
+$$;
+
+REVOKE EXECUTE ON FUNCTION sophon_events_count_rows(),
+    sophon_events_count_truncate() FROM PUBLIC;
+
+-- Rebuilds both counts from the events, for when something skipped the
+-- triggers (session_replication_role = replica, pg_restore
+-- --disable-triggers, ALTER TABLE ... DISABLE TRIGGER) or wrote the counts
+-- by hand:
+--
+--   SELECT * FROM sophon_events_recount();
+--
+-- Online: it takes SHARE ROW EXCLUSIVE on sophon_events, which waits for
+-- the writing transactions under way and makes new writers wait until it
+-- commits, but lets readers read: they keep seeing the old counts (and
+-- the same events) until it commits.  Only the counters that are wrong
+-- are written, in place, so readers never see a table being emptied and
+-- refilled.  Returns the events counted and the counters it corrected.
+-- In READ COMMITTED only: its statements must see every event committed
+-- before its lock was granted, which an older snapshot would not.
+CREATE OR REPLACE FUNCTION sophon_events_recount(OUT events bigint,
+    OUT corrected bigint)
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'sophon_events_recount() needs a READ COMMITTED'
+                        ' transaction, not %',
+                        upper(current_setting('transaction_isolation'));
+    END IF;
+
+    LOCK TABLE sophon_events IN SHARE ROW EXCLUSIVE MODE;
+
+    -- one pass over the events; the four writes touch disjoint rows
+    WITH fresh AS MATERIALIZED (
+        SELECT sophon_events_hour(ts) AS hour,
+               coalesce(device_id, '') AS device_id, person_type,
+               count(*) AS n
+          FROM sophon_events
+         GROUP BY 1, 2, 3
+    ),
+    fresh_totals AS MATERIALIZED (
+        SELECT device_id, person_type, sum(n)::bigint AS n
+          FROM fresh
+         GROUP BY 1, 2
+    ),
+    -- a counter left at 0 by deletes is right, and stays
+    stale_counts AS (
+        DELETE FROM sophon_event_counts c
+         WHERE c.n <> 0
+           AND NOT EXISTS (SELECT FROM fresh f
+                            WHERE (f.hour, f.device_id, f.person_type)
+                                  = (c.hour, c.device_id, c.person_type))
+        RETURNING 1
+    ),
+    set_counts AS (
+        INSERT INTO sophon_event_counts AS c
+        SELECT * FROM fresh ORDER BY 1, 2, 3
+        ON CONFLICT (hour, device_id, person_type)
+        DO UPDATE SET n = excluded.n WHERE c.n <> excluded.n
+        RETURNING 1
+    ),
+    stale_totals AS (
+        DELETE FROM sophon_event_totals t
+         WHERE t.n <> 0
+           AND NOT EXISTS (SELECT FROM fresh_totals f
+                            WHERE (f.device_id, f.person_type)
+                                  = (t.device_id, t.person_type))
+        RETURNING 1
+    ),
+    set_totals AS (
+        INSERT INTO sophon_event_totals AS t
+        SELECT * FROM fresh_totals ORDER BY 1, 2
+        ON CONFLICT (device_id, person_type)
+        DO UPDATE SET n = excluded.n WHERE t.n <> excluded.n
+        RETURNING 1
+    )
+    SELECT coalesce((SELECT sum(n) FROM fresh), 0),
+           (SELECT count(*) FROM stale_counts)
+           + (SELECT count(*) FROM set_counts)
+           + (SELECT count(*) FROM stale_totals)
+           + (SELECT count(*) FROM set_totals)
+      INTO events, corrected;
+END
+$$;
+
+-- the owner (or a superuser) repairs; nobody else needs to
+REVOKE EXECUTE ON FUNCTION sophon_events_recount() FROM PUBLIC;
 
 -- no event may be written between the triggers and the first count
 LOCK TABLE sophon_events IN SHARE ROW EXCLUSIVE MODE;
@@ -232,21 +356,45 @@ COMMIT;
 
 -- The number of events with gte <= ts <= lte (either may be NULL: no
 -- bound), on these cameras and of these person types (NULL: all).
+--
+-- The counts cover the whole hours [first_hour, end_hour); the events of
+-- [gte, first_hour * 3600) and [end_hour * 3600, lte] are counted as rows.
+-- That is exact only if the hours are chosen with exact arithmetic: a bound
+-- turned into numeric keeps 15 significant digits, so 1607432400.000004
+-- became the hour 1607432400 itself and the events of its first 4
+-- microseconds were counted although they are before gte.  So every step
+-- here is float8, like ts and the bounds themselves:
+--
+--  * for |h| <= 2^40, h * 3600 < 2^52 is exact in a double, and an event's
+--    hour floor(floor(ts) / 3600) is >= h exactly when ts >= h * 3600
+--    (floor(ts) / 3600 is off by less than half an ulp of h, 2^-13, and
+--    an hour's last second is 1/3600 below the next hour);
+--  * ceil(gte / 3600) and floor(lte / 3600) (0 for a bound under a
+--    second, whose quotient could underflow) may be off by one where
+--    gte / 3600 rounds across an integer; exact comparisons of h * 3600
+--    with the bound put them right: first_hour is the least hour with
+--    first_hour * 3600 >= gte, end_hour the greatest with
+--    end_hour * 3600 <= lte;
+--  * a bound beyond those hours (|bound| > 2^40 hours, 125 million years,
+--    infinities, NaN, which float8 orders above everything) is not made an
+--    hour: gte above them or lte below them leaves no whole hour to sum,
+--    so the rows are counted; gte below them starts the sum at their
+--    first hour, lte above them ends it at their last, and the rows
+--    between the bound and that edge are counted.  The event's hour is
+--    monotonic in ts, so the counts of the hours in between are exactly
+--    the events between their edges.
+--
+-- A bound that is not on an hour costs one index scan of its partial
+-- hour, as before; gte on an hour costs none.
 CREATE OR REPLACE FUNCTION sophon_events_total(gte double precision,
     lte double precision, devices text[], types smallint[])
 RETURNS bigint LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
 DECLARE
-    -- the first hour wholly >= gte, the first not wholly <= lte; clamped
-    -- to bigint: no stored event's hour is outside it (its insert fails);
-    -- NULL stays NULL (least() and greatest() would drop it)
-    first_hour  bigint := CASE WHEN gte IS NOT NULL THEN
-                              ceil(least(greatest(gte::numeric / 3600,
-                                                  -9223372036854775807),
-                                         9223372036854775807)) END;
-    end_hour    bigint := CASE WHEN lte IS NOT NULL THEN
-                              floor(least(greatest(lte::numeric / 3600,
-                                                   -9223372036854775807),
-                                          9223372036854775807)) END;
+    -- the hours whose start h * 3600 is an exact double: |h| <= 2^40
+    edge_hour   constant double precision := 1099511627776;
+    h           double precision;
+    first_hour  bigint;
+    end_hour    bigint;
     total       bigint;
     edge        bigint;
 BEGIN
@@ -259,25 +407,65 @@ BEGIN
         RETURN total;
     END IF;
 
+    IF gte > edge_hour * 3600 OR lte < -edge_hour * 3600 THEN
+        -- no whole hour of the exact range inside: count the rows
+        first_hour := 1;
+        end_hour := 0;
+
+    ELSE
+        IF gte < -edge_hour * 3600 THEN
+            first_hour := -edge_hour;
+        ELSIF gte IS NOT NULL THEN
+            -- (a bound under a second is in hour 0 or next to it: no
+            -- division, which would fail on a subnormal's underflow)
+            h := CASE WHEN abs(gte) < 1 THEN 0 ELSE ceil(gte / 3600) END;
+            IF h * 3600 < gte THEN
+                h := h + 1;
+            ELSIF (h - 1) * 3600 >= gte THEN
+                h := h - 1;
+            END IF;
+            first_hour := h;
+        END IF;
+
+        IF lte > edge_hour * 3600 THEN
+            end_hour := edge_hour;
+        ELSIF lte IS NOT NULL THEN
+            h := CASE WHEN abs(lte) < 1 THEN 0 ELSE floor(lte / 3600) END;
+            IF h * 3600 > lte THEN
+                h := h - 1;
+            ELSIF (h + 1) * 3600 <= lte THEN
+                h := h + 1;
+            END IF;
+            end_hour := h;
+        END IF;
+    END IF;
+
     IF first_hour >= end_hour THEN
-        -- no whole hour inside: count the events themselves
+        -- no whole hour inside: count the events themselves (a missing
+        -- bound is an infinite one: ts is finite, or its hour would not
+        -- fit the bigint and its insert would have failed)
         SELECT count(*) INTO total
           FROM sophon_events e
-         WHERE e.ts >= gte AND e.ts <= lte
+         WHERE e.ts >= coalesce(gte, '-Infinity')
+           AND e.ts <= coalesce(lte, 'Infinity')
            AND (devices IS NULL OR e.device_id = ANY (devices))
            AND (types IS NULL OR e.person_type = ANY (types));
 
         RETURN total;
     END IF;
 
+    -- no bound: every bigint hour on that side (no stored hour is the
+    -- greatest bigint: the greatest double below 2^63 is 2^63 - 1024)
+    first_hour := coalesce(first_hour, -9223372036854775807 - 1);
+    end_hour := coalesce(end_hour, 9223372036854775807);
+
     SELECT coalesce(sum(n), 0) INTO total
       FROM sophon_event_counts c
-     WHERE c.hour >= coalesce(first_hour, -9223372036854775807)
-       AND c.hour < coalesce(end_hour, 9223372036854775807)
+     WHERE c.hour >= first_hour AND c.hour < end_hour
        AND (devices IS NULL OR c.device_id = ANY (devices))
        AND (types IS NULL OR c.person_type = ANY (types));
 
-    IF gte IS NOT NULL THEN
+    IF gte < first_hour::float8 * 3600 THEN
         SELECT count(*) INTO edge
           FROM sophon_events e
          WHERE e.ts >= gte AND e.ts < first_hour::float8 * 3600

@@ -14,6 +14,8 @@ use strict;
 use warnings;
 
 use Encode qw(decode);
+use File::Temp ();
+use POSIX ();
 use JSON::PP;
 use Test::More;
 use Exporter 'import';
@@ -278,6 +280,47 @@ sub psql {
     chomp $out;
 
     return $out;
+}
+
+# psql_script(SQL, [ROLE]): runs a script of several statements in one
+# session, as ROLE (the admin conninfo with another user: the test cluster
+# trusts every role) or as the superuser, stopping at the first error.
+# Returns (ok, stdout, stderr): a test that expects a statement to fail
+# reads stderr.  Rows as in psql().
+sub psql_script {
+    my ($sql, $role) = @_;
+
+    my $conninfo = $ENV{TEST_NGINX_SOPHON_ADMIN_DB};
+    $conninfo =~ s/\buser=\S+/user=$role/ if defined $role;
+
+    local $ENV{PGCONNECT_TIMEOUT} = 5;
+    local $ENV{PGOPTIONS} = '-c statement_timeout=120s';
+
+    my ($in, $file) = File::Temp::tempfile('sophon-psql-XXXXXX', TMPDIR => 1,
+                                           SUFFIX => '.sql', UNLINK => 1);
+    binmode $in;
+    print $in $sql;
+    close $in or die "$file: $!\n";
+
+    my $err = File::Temp->new(TEMPLATE => 'sophon-psql-XXXXXX', TMPDIR => 1);
+    my $pid = open my $fh, '-|';
+    die "fork: $!\n" if !defined $pid;
+
+    if ($pid == 0) {
+        open STDERR, '>', $err->filename or POSIX::_exit(127);
+        exec('psql', $conninfo, '-X', '-q', '-A', '-t',
+             '-v', 'ON_ERROR_STOP=1', '-f', $file) or POSIX::_exit(127);
+    }
+
+    my $out = do { local $/; <$fh> } // '';
+    close $fh;
+    my $ok = $? == 0;
+    chomp $out;
+
+    my $stderr = do { local (@ARGV, $/) = ($err->filename); <> } // '';
+    unlink $file;
+
+    return ($ok, $out, $stderr);
 }
 
 # percent-encodes a query value (UTF-8)
