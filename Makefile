@@ -6,8 +6,7 @@
 #   make test            the whole test suite (T=t/003-foo.t for one file)
 #   make test-asan       the same against an AddressSanitizer+UBSan build
 #   make test-valgrind   the same with nginx under valgrind
-#   make fuzz            both libFuzzer targets: the query-string parser and
-#                        the JSON answer (FUZZ_SECONDS each)
+#   make fuzz            libFuzzer on the parser and the answer (FUZZ_SECONDS)
 #
 # NGINX_SRC=/path/to/nginx-x.y.z builds against another nginx source tree.
 
@@ -48,7 +47,8 @@ test-valgrind: deps module
 	VALGRIND_OPTS=--keep-debuginfo=yes TEST_NGINX_TIMEOUT=30 \
 	TEST_NGINX_USE_VALGRIND=1 util/run-tests $(T)
 
-# both libFuzzer targets (args, output), for FUZZ_SECONDS each
+# the query-string parser and the JSON answer under libFuzzer, for
+# FUZZ_SECONDS each
 fuzz: deps module
 	fuzz/run $(FUZZ_SECONDS)
 

@@ -1,10 +1,26 @@
 /*
- * libFuzzer target: the JSON answer (output_start, _rows, _flush, _finish)
+ * libFuzzer target: the JSON answer (output_start, _row, _flush, _finish)
  * and send_error, against a fake client that takes a fuzzer-chosen number
- * of bytes per call, so back-pressure and buffer recycling are exercised.
+ * of bytes per call, so buffer recycling, the temporary file the answer
+ * goes into once every memory buffer is on its way, and that file's cap
+ * (sophon_events_max_temp_file_size, 0 included) are exercised.
  *
- * Input: the front gives the settings and the rows, the back gives the
- * client's byte budgets (unlimited once the input runs out).
+ * The client reassembles the answer from memory buffers and from the file
+ * stretches (read with pread(), as sendfile() would), and it must be
+ * '{"data":[' + the documents joined by ',' + the pagination block, byte
+ * for byte.  Checked on the way: never more than sophon_events_buffers
+ * memory buffers and the one that fills the file; no memory buffer handed
+ * on once the file is in use; the file handed on a stretch at a time, in
+ * order, and only what was written to it; and the answer ends in
+ * NGX_DECLINED exactly when the file would have to hold more than its cap,
+ * with nothing past the cap written.
+ *
+ * Input: the front gives the settings, the rows and, after each row, the
+ * events that follow it (the database is slow, the client can write); the
+ * back gives the client's byte budgets (unlimited once the input runs
+ * out).  flags 0x80 chooses a cap (else 1g, see choose_cap()); bit 0x80 of
+ * the buffers' number leaves sophon_events_temp_path unset, for the
+ * location's client_body_temp_path.
  */
 
 
@@ -15,6 +31,7 @@
 #include "ngx_http_sophon_events_output.h"
 
 #include <yajl/yajl_parse.h>
+#include <unistd.h>
 
 #define NGX_SHIM_HTTP_DECLS_ONLY
 #include "ngx_shim_http.c"
@@ -150,21 +167,27 @@ make_row(row_t *row, unsigned kind)
 }
 
 
-static void
-check_body(row_t *rows, ngx_uint_t nrows, ngx_uint_t all_valid)
+/* the answer as it must be, byte for byte */
+
+static u_char *
+expected_body(ngx_http_sophon_events_ctx_t *ctx, row_t *rows,
+    ngx_uint_t nrows, size_t *len)
 {
-    size_t         off, len;
-    u_char        *p;
-    ngx_uint_t     i, first;
-    static const char  head[] = "{\"data\":[";
-    static const char  tail[] = "],\"pagination\":{";
+    size_t      n;
+    u_char     *p, *e;
+    int64_t     pages;
+    ngx_uint_t  i, first;
 
-    p = ngx_shim_sink.data;
-    len = ngx_shim_sink.len;
+    n = 256;    /* the envelope, < 130 bytes */
 
-    assert(len >= sizeof(head) - 1);
-    assert(memcmp(p, head, sizeof(head) - 1) == 0);
-    off = sizeof(head) - 1;
+    for (i = 0; i < nrows; i++) {
+        n += rows[i].len + 1;
+    }
+
+    p = malloc(n);
+    assert(p != NULL);
+
+    e = p + sprintf((char *) p, "{\"data\":[");
 
     for (i = 0, first = 1; i < nrows; i++) {
         if (rows[i].text == NULL) {
@@ -172,188 +195,403 @@ check_body(row_t *rows, ngx_uint_t nrows, ngx_uint_t all_valid)
         }
 
         if (!first) {
-            assert(off < len && p[off] == ',');
-            off++;
+            *e++ = ',';
         }
 
         first = 0;
 
-        assert(len - off >= rows[i].len);
-        assert(memcmp(p + off, rows[i].text, rows[i].len) == 0);
-        off += rows[i].len;
+        memcpy(e, rows[i].text, rows[i].len);
+        e += rows[i].len;
     }
 
-    assert(len - off >= sizeof(tail) - 1);
-    assert(memcmp(p + off, tail, sizeof(tail) - 1) == 0);
-    assert(p[len - 1] == '}' && p[len - 2] == '}');
+    /* ceil(total / per_page), total >= 0 */
+    pages = ctx->total / (int64_t) ctx->args.per_page
+            + (ctx->total % (int64_t) ctx->args.per_page != 0);
 
-    if (all_valid) {
-        assert(valid_json(p, len));
-    }
+    e += sprintf((char *) e, "],\"pagination\":{\"num_pages\":%lld,"
+                 "\"page\":%lld,\"per_page\":%lld,\"total_count\":%lld}}",
+                 (long long) pages, (long long) ctx->args.page,
+                 (long long) ctx->args.per_page, (long long) ctx->total);
+
+    assert((size_t) (e - p) <= n);
+
+    *len = e - p;
+
+    return p;
 }
+
+
+static ngx_http_sophon_events_ctx_t  *cur_ctx;
+static ngx_uint_t                     finishing;
 
 
 static void
 check_bufs(ngx_http_sophon_events_ctx_t *ctx)
 {
-    size_t  size, extra;
+    ngx_buf_t  *b;
 
-    /*
-     * the envelope never waits: one buffer past the limit, or as many as
-     * its longest piece (the pagination block, < 256 bytes) takes
-     */
-    size = ctx->conf->bufs.size;
-    extra = size >= 256 ? 1 : 256 / size + 2;
+    /* sophon_events_buffers, and one more that fills the file */
 
-    assert((size_t) ctx->nbufs <= ctx->conf->bufs.num + extra);
-    assert(ngx_shim_sink.nbufs_created == (ngx_uint_t) ctx->nbufs);
+    assert(ctx->nbufs >= 0
+           && (ngx_uint_t) ctx->nbufs <= ctx->conf->bufs.num);
+    assert(ngx_shim_sink.nbufs_created
+           == (ngx_uint_t) ctx->nbufs + (ctx->spill ? 1 : 0));
+
+    assert((ctx->spill == NULL) == (ctx->temp_file == NULL));
+
+    if (ctx->spill == NULL) {
+        assert(ngx_shim_sink.files_created == 0);
+        return;
+    }
+
+    /* no file at all with a cap of 0 */
+    assert(ctx->conf->max_temp_file_size > 0);
+
+    b = ctx->spill;
+    assert((size_t) (b->end - b->start) == ctx->conf->bufs.size);
+    assert(b->start <= b->pos && b->pos <= b->last && b->last <= b->end);
+
+    /* once the file is in use, no memory buffer is filled */
+    assert(ctx->cl == NULL);
+
+    assert(ctx->temp_file->offset == ngx_shim_sink.file_size);
+    assert(ctx->temp_file->offset <= ctx->conf->max_temp_file_size);
+    assert(ctx->file_queued <= ctx->temp_file->offset);
+}
+
+
+/* at every call of the output filter, from inside the module too */
+
+static void
+check_filter(ngx_chain_t *in)
+{
+    ngx_uint_t                     i, nfile;
+    ngx_chain_t                   *cl;
+    ngx_http_sophon_events_ctx_t  *ctx;
+
+    ctx = cur_ctx;
+
+    check_bufs(ctx);
+
+    nfile = 0;
+
+    for (cl = in; cl; cl = cl->next) {
+
+        if (!cl->buf->in_file) {
+            /* no memory buffer is handed on once the file is in use */
+            assert(ctx->spill == NULL);
+            continue;
+        }
+
+        assert(ctx->temp_file != NULL);
+        assert(cl->buf->file == &ctx->temp_file->file);
+        assert(cl->buf->tag == (ngx_buf_tag_t) &ngx_http_sophon_events_module);
+
+        nfile++;
+    }
+
+    if (finishing || nfile == 0) {
+        return;
+    }
+
+    /* a stretch of the file at a time, once the client took the one before */
+
+    assert(nfile == 1);
+
+    for (i = 0; i < ngx_shim_sink.npending; i++) {
+        assert(!ngx_shim_sink.pending[i].buf->in_file);
+    }
+}
+
+
+/*
+ * The answer went into memory, then into the file: what the file needs is
+ * what memory did not take.  NGX_DECLINED exactly when that passes the
+ * cap, and then the file holds no more than the cap; what the client got
+ * and what the file holds are the answer's, at their places.
+ */
+
+static void
+check_file(ngx_http_sophon_events_ctx_t *ctx, ngx_int_t rc, u_char *expected,
+    size_t elen)
+{
+    off_t         cap, need, size;
+    size_t        mem;
+    u_char       *p;
+    ssize_t       n;
+    ngx_chain_t  *cl;
+
+    cap = ctx->conf->max_temp_file_size;
+    size = ngx_shim_sink.file_size;
+
+    /* what the memory buffers took, handed on or not */
+
+    mem = ngx_shim_sink.mem_bytes;
+
+    for (cl = ctx->out; cl; cl = cl->next) {
+        if (!cl->buf->in_file) {
+            mem += cl->buf->last - cl->buf->pos;
+        }
+    }
+
+    if (ctx->cl) {
+        mem += ctx->cl->buf->last - ctx->cl->buf->pos;
+    }
+
+    assert(mem <= elen);
+
+    need = elen - mem;
+
+    /* nothing past the cap */
+    assert(size <= cap);
+
+    if (rc == NGX_DECLINED) {
+        assert(ctx->over_cap);
+        assert(need > cap);
+        assert((ngx_uint_t) ctx->nbufs == ctx->conf->bufs.num);
+
+    } else {
+        /* the whole answer is handed on: the rest is in the file */
+        assert(!ctx->over_cap);
+        assert(need == size);
+    }
+
+    assert(ngx_shim_sink.len <= elen);
+    assert(ngx_shim_sink.len == 0
+           || memcmp(ngx_shim_sink.data, expected, ngx_shim_sink.len) == 0);
+
+    if (size == 0) {
+        return;
+    }
+
+    p = malloc(size);
+    assert(p != NULL);
+
+    n = pread(ctx->temp_file->file.fd, p, size, 0);
+    assert(n == size);
+    assert(memcmp(p, expected + mem, size) == 0);
+
+    free(p);
+}
+
+
+/* rc: the run goes on; NGX_DECLINED: it is over (a 500 in the module) */
+
+static ngx_int_t
+check_rc(ngx_http_sophon_events_ctx_t *ctx, ngx_int_t rc)
+{
+    check_bufs(ctx);
+
+    /* nothing fails here but the cap */
+    assert(rc == NGX_OK || rc == NGX_AGAIN || rc == NGX_DECLINED);
+
+    if (rc == NGX_DECLINED) {
+        assert(ctx->over_cap);
+    }
+
+    return rc;
+}
+
+
+/*
+ * The cap: 0x0000-0x7fff as it is, or, with 0x8000, the answer's size less
+ * what the memory buffers hold, plus -128..127 (bits 0-7): the file's size
+ * when the client takes nothing, around which the cap matters the most.
+ */
+
+#define NO_CAP  0x10000
+
+static off_t
+choose_cap(ngx_http_sophon_events_loc_conf_t *conf, unsigned cap, size_t elen)
+{
+    off_t  n;
+
+    if (cap == NO_CAP) {
+        return 1024 * 1024 * 1024;
+    }
+
+    if (!(cap & 0x8000)) {
+        return cap;
+    }
+
+    n = (off_t) elen - (off_t) (conf->bufs.num * conf->bufs.size)
+        + (signed char) (cap & 0xff);
+
+    return n > 0 ? n : 0;
 }
 
 
 static void
 drive_output(ngx_http_request_t *r, ngx_http_sophon_events_loc_conf_t *conf,
-    unsigned flags)
+    unsigned flags, unsigned cap)
 {
-    int                            i, n, nres;
-    PGresult                      *res;
+    size_t                         elen;
+    u_char                        *expected;
+    unsigned                       ev, n;
     ngx_int_t                      rc;
-    ngx_uint_t                     nrows, k, guard, all_valid, batch_end;
-    PGresAttDesc                   attrs[2];
+    ngx_uint_t                     nrows, ndocs, k, all_valid;
     ngx_http_sophon_events_ctx_t   ctx;
     row_t                          rows[MAX_ROWS];
-    char                           total[32];
 
     memset(&ctx, 0, sizeof(ctx));
     ctx.request = r;
     ctx.conf = conf;
     ctx.args.per_page = 1 + take();
     ctx.args.page = 1 + take();
-    ctx.total = (int64_t) ((uint64_t) take() << 56 | (uint64_t) take() << 8
-                           | take());
+
+    /* a count(*): never negative */
+    ctx.total = (int64_t) ((uint64_t) (take() & 0x7f) << 56
+                           | (uint64_t) take() << 8 | take());
 
     nrows = take() % MAX_ROWS;
+    ndocs = 0;
     all_valid = 1;
 
     for (k = 0; k < nrows; k++) {
         unsigned kind = take();
         make_row(&rows[k], kind);
 
-        if (rows[k].text && !valid_element(rows[k].text, rows[k].len)) {
+        if (rows[k].text == NULL) {
+            continue;
+        }
+
+        ndocs++;
+
+        if (!valid_element(rows[k].text, rows[k].len)) {
             all_valid = 0;
         }
     }
 
+    expected = expected_body(&ctx, rows, nrows, &elen);
+
+    conf->max_temp_file_size = choose_cap(conf, cap, elen);
+
+    cur_ctx = &ctx;
+    finishing = 0;
+    ngx_shim_sink.check = check_filter;
+
     rc = ngx_http_sophon_events_output_start(&ctx);
     check_bufs(&ctx);
 
+    if (rc == NGX_DECLINED) {
+        goto declined;
+    }
+
     if (rc != NGX_OK) {
+        assert(rc == NGX_ERROR);
         assert(ngx_shim_sink.header_rc != NGX_OK);
         goto done;
     }
 
-    memset(attrs, 0, sizeof(attrs));
-    attrs[0].name = "total";
-    attrs[0].typid = 20;
-    attrs[0].typlen = 8;
-    attrs[0].atttypmod = -1;
-    attrs[1].name = "doc";
-    attrs[1].typid = 3802;
-    attrs[1].typlen = -1;
-    attrs[1].atttypmod = -1;
+    /*
+     * Each document as the database gives it (a NULL doc is the only row
+     * of an empty page: none), then what happens before the next one.
+     */
 
-    sprintf(total, "%lld", (long long) ctx.total);
+    for (k = 0; k < nrows; k++) {
 
-    /* the rows come in one or several results */
+        if (rows[k].text) {
+            rc = ngx_http_sophon_events_output_row(&ctx,
+                                         (u_char *) rows[k].text, rows[k].len);
 
-    for (k = 0; k < nrows; /* void */) {
-        res = PQmakeEmptyPGresult(NULL, PGRES_TUPLES_OK);
-        assert(res != NULL);
-        assert(PQsetResultAttrs(res, 2, attrs));
-
-        nres = 0;
-        do {
-            assert(PQsetvalue(res, nres, 0, total, strlen(total)));
-            assert(PQsetvalue(res, nres, 1, rows[k].text,
-                              rows[k].text ? (int) rows[k].len : -1));
-            batch_end = take() & 1;
-            nres++;
-            k++;
-        } while (k < nrows && !batch_end);
-
-        n = PQntuples(res);
-        assert(n == nres);
-
-        ctx.result = res;
-        ctx.row = 0;
-        ctx.row_sent = 0;
-
-        for (guard = 0; ; guard++) {
-            assert(guard < 1000000);
-
-            rc = ngx_http_sophon_events_output_rows(&ctx);
-            check_bufs(&ctx);
-
-            if (rc == NGX_OK) {
-                break;
+            if (check_rc(&ctx, rc) == NGX_DECLINED) {
+                goto declined;
             }
 
-            assert(rc == NGX_AGAIN);
-            assert(!ctx.discard);
+            assert(rc == NGX_OK);
+        }
 
+        ev = take();
+
+        /* the database is slow: what is ready goes now */
+
+        if ((flags & 0x10) && (ev & 1)) {
             rc = ngx_http_sophon_events_output_flush(&ctx, 1);
-            check_bufs(&ctx);
-            assert(rc != NGX_ERROR);
 
-            /* the client is behind: its write events */
-
-            while (!ngx_http_sophon_events_output_ready(&ctx)) {
-                assert(++guard < 1000000);
-                rc = ngx_http_sophon_events_output_flush(&ctx, 0);
-                check_bufs(&ctx);
-                assert(rc != NGX_ERROR);
+            if (check_rc(&ctx, rc) == NGX_DECLINED) {
+                goto declined;
             }
         }
 
-        assert(ctx.result == NULL);
+        /* the client's write events */
 
-        /* the database is slow between results, sometimes */
-
-        if (flags & 0x10) {
+        for (n = (ev >> 1) & 3; n; n--) {
             rc = ngx_http_sophon_events_output_flush(&ctx, 1);
-            check_bufs(&ctx);
-            assert(rc != NGX_ERROR);
-        }
 
-        (void) i;
+            if (check_rc(&ctx, rc) == NGX_DECLINED) {
+                goto declined;
+            }
+        }
     }
 
+    if (flags & 0x10) {
+        rc = ngx_http_sophon_events_output_flush(&ctx, 1);
+
+        if (check_rc(&ctx, rc) == NGX_DECLINED) {
+            goto declined;
+        }
+    }
+
+    finishing = 1;
+
     rc = ngx_http_sophon_events_output_finish(&ctx);
-    check_bufs(&ctx);
-    assert(rc != NGX_ERROR);
+
+    if (check_rc(&ctx, rc) == NGX_DECLINED) {
+        goto declined;
+    }
 
     if (ctx.discard) {
         assert(ngx_shim_sink.len == 0 && ngx_shim_sink.calls == 0);
         assert(ngx_shim_sink.special & NGX_HTTP_LAST);
+        assert(ctx.rows == ndocs);
         goto done;
     }
 
+    /* everything is nginx's now: ctx->out is empty, nothing is filled */
+
+    assert(ctx.out == NULL && ctx.cl == NULL);
+    assert(ctx.spill == NULL || ctx.spill->last == ctx.spill->pos);
+    assert(ctx.temp_file == NULL
+           || ctx.file_queued == ctx.temp_file->offset);
+
+    check_file(&ctx, rc, expected, elen);
+
     /* nginx's writer sends the rest */
 
-    for (guard = 0; ngx_shim_sink.npending; guard++) {
-        assert(guard < 1000000);
+    for (k = 0; ngx_shim_sink.npending; k++) {
+        assert(k < 1000000);
         (void) ngx_http_output_filter(r, NULL);
     }
 
     assert(ngx_shim_sink.last_seen);
     assert(ngx_shim_sink.last_buf == (r == r->main));
 
-    check_body(rows, nrows, all_valid);
+    assert(ctx.rows == ndocs);
+
+    assert(ngx_shim_sink.len == elen);
+    assert(memcmp(ngx_shim_sink.data, expected, elen) == 0);
+
+    assert(ngx_shim_sink.mem_bytes + ngx_shim_sink.file_bytes == elen);
+    assert(ngx_shim_sink.file_bytes == ngx_shim_sink.file_size);
+
+    if (all_valid) {
+        assert(valid_json(ngx_shim_sink.data, ngx_shim_sink.len));
+    }
+
+    goto done;
+
+declined:
+
+    assert(!ctx.discard);
+
+    check_file(&ctx, rc, expected, elen);
 
 done:
 
-    if (ctx.result) {
-        PQclear(ctx.result);
-    }
+    ngx_shim_sink.check = NULL;
+    cur_ctx = NULL;
+
+    free(expected);
 
     for (k = 0; k < nrows; k++) {
         free(rows[k].text);
@@ -415,10 +653,14 @@ done:
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    unsigned                            flags;
+    unsigned                            flags, num, cap;
+    void                               *loc_conf[1];
+    ngx_log_t                           log;
     ngx_pool_t                          pool;
+    ngx_path_t                          path;
     ngx_connection_t                    c;
     ngx_http_request_t                  r, main_r;
+    ngx_http_core_loc_conf_t            clcf;
     ngx_http_sophon_events_loc_conf_t   conf;
 
     in_p = data;
@@ -426,10 +668,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     flags = take();
 
+    memset(&log, 0, sizeof(log));
     memset(&pool, 0, sizeof(pool));
+    memset(&path, 0, sizeof(path));
     memset(&c, 0, sizeof(c));
     memset(&r, 0, sizeof(r));
     memset(&main_r, 0, sizeof(main_r));
+    memset(&clcf, 0, sizeof(clcf));
     memset(&conf, 0, sizeof(conf));
 
     free(ngx_shim_sink.data);
@@ -438,7 +683,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                                                : 404)
                                              : NGX_OK;
 
-    c.log = NULL;
+    /* every message is formatted, debug ones too */
+    log.log_level = NGX_LOG_DEBUG_ALL;
+
+    c.log = &log;
     r.connection = &c;
     r.pool = &pool;
     r.main = (flags & 0x02) ? &main_r : &r;
@@ -450,18 +698,39 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
 
-    conf.bufs.num = 1 + take() % 8;
+    num = take();
+
+    conf.bufs.num = 1 + num % 8;
     conf.bufs.size = 1 + (take() | (take() << 8)) % ((flags & 0x20) ? 64 : 8192);
+
+    cap = (flags & 0x80) ? take() | (take() << 8) : NO_CAP;
+
+    ngx_str_set(&path.name, "/tmp");
+    ngx_shim_sink.temp_path = &path;
+
+    if (num & 0x80) {
+        /* no sophon_events_temp_path: the location's client_body_temp_path */
+        clcf.client_body_temp_path = &path;
+        loc_conf[ngx_http_core_module.ctx_index] = &clcf;
+        r.loc_conf = loc_conf;
+
+    } else {
+        /* r.loc_conf stays NULL: a look at it would be a report */
+        conf.temp_path = &path;
+    }
 
     if (flags & 0x40) {
         drive_error(&r);
 
     } else {
-        drive_output(&r, &conf, flags);
+        drive_output(&r, &conf, flags, cap);
     }
 
     ngx_shim_run_cleanups(&pool);
     ngx_shim_free(&pool);
+
+    /* the temporary file goes with the request */
+    assert(ngx_shim_sink.files_open == 0);
 
     return 0;
 }

@@ -2,8 +2,11 @@
  * The nginx core and http functions that the output part of the module
  * calls, written again for fuzz/fuzz_output.c (with fuzz/ngx_shim.c for the
  * pool).  The output filter is a fake client: each call "sends" a number of
- * bytes the fuzzer chose, consuming buf->pos like the write filter does,
- * and keeps what it could not send, as nginx's r->out would.
+ * bytes the fuzzer chose, consuming buf->pos of a memory buffer like the
+ * write filter does, and buf->file_pos of a file buffer like sendfile() does
+ * (reading the file with pread()), and keeps what it could not send, as
+ * nginx's r->out would.  The temporary file is a real one, unlinked at once,
+ * as nginx's are.
  */
 
 
@@ -12,6 +15,7 @@
 #include <ngx_http.h>
 
 #include <assert.h>
+#include <stdio.h>
 
 
 /*
@@ -26,6 +30,8 @@ typedef struct {
     ngx_buf_t        *buf;
     u_char           *pos;
     u_char           *last;
+    off_t             file_pos;
+    off_t             file_last;
 } ngx_shim_pending_t;
 
 typedef struct {
@@ -40,6 +46,25 @@ typedef struct {
     u_char           *data;
     size_t            len;
     size_t            cap;
+
+    /* bytes handed down in memory buffers, then in file buffers */
+    size_t            mem_bytes;
+    off_t             file_bytes;
+    off_t             file_next;      /* where the next file buffer starts */
+    ngx_uint_t        file_seen;
+
+    /* the temporary file: where it must be, what was written to it */
+    ngx_path_t       *temp_path;
+    ngx_fd_t          file_fd;
+    off_t             file_size;
+    ngx_uint_t        files_created;
+    ngx_uint_t        files_open;
+
+    ngx_uint_t        logged;
+
+    /* the target's checks, at every call of the output filter */
+    void            (*check)(ngx_chain_t *in);
+
     ngx_uint_t        npending;
     ngx_shim_pending_t  pending[NGX_SHIM_MAX_PENDING];
 } ngx_shim_sink_t;
@@ -55,6 +80,7 @@ void ngx_shim_run_cleanups(ngx_pool_t *p);
 
 
 ngx_module_t  ngx_http_sophon_events_module;
+ngx_module_t  ngx_http_core_module;
 
 ngx_shim_sink_t  ngx_shim_sink;
 
@@ -99,7 +125,7 @@ ngx_chain_update_chains(ngx_pool_t *p, ngx_chain_t **free, ngx_chain_t **busy,
 {
     ngx_chain_t  *cl;
 
-    /* as nginx 1.22's, without the file buffers */
+    /* as nginx 1.22's (ngx_buf_size() covers file buffers), no zerocopy */
 
     if (*out) {
         if (*busy == NULL) {
@@ -213,6 +239,135 @@ ngx_list_push(ngx_list_t *l)
 }
 
 
+/* formats the message, so that a wrong format or argument is a report */
+
+void
+ngx_log_error_core(ngx_uint_t level, ngx_log_t *log, ngx_err_t err,
+    const char *fmt, ...)
+{
+    u_char   buf[NGX_MAX_ERROR_STR];
+    va_list  args;
+
+    va_start(args, fmt);
+    (void) ngx_vslprintf(buf, buf + sizeof(buf), fmt, args);
+    va_end(args);
+
+    ngx_shim_sink.logged++;
+}
+
+
+static void
+ngx_shim_close_file(void *data)
+{
+    int          rc;
+    ngx_file_t  *file = data;
+
+    rc = close(file->fd);
+    assert(rc == 0);
+
+    ngx_shim_sink.files_open--;
+}
+
+
+/*
+ * As nginx's: the file is created (and, not persistent, unlinked) on the
+ * first write, in tf->path, closed with the pool; the chain is written at
+ * tf->offset, the buffers are left as they are, and the caller adds what
+ * this returns to tf->offset.
+ */
+
+ssize_t
+ngx_write_chain_to_temp_file(ngx_temp_file_t *tf, ngx_chain_t *chain)
+{
+    int                  fd, rc;
+    off_t                offset;
+    size_t               n;
+    ssize_t              total, written;
+    u_char              *name;
+    ngx_buf_t           *b;
+    ngx_chain_t         *cl;
+    ngx_pool_cleanup_t  *cln;
+    ngx_shim_sink_t     *s = &ngx_shim_sink;
+
+    assert(tf->path != NULL && tf->path == s->temp_path);
+    assert(tf->pool != NULL && !tf->persistent);
+
+    if (tf->file.fd == NGX_INVALID_FILE) {
+
+        /* one file per request */
+        assert(s->files_created == 0);
+
+        cln = ngx_pool_cleanup_add(tf->pool, 0);
+        if (cln == NULL) {
+            return NGX_ERROR;
+        }
+
+        n = tf->path->name.len + sizeof("/sophon-fuzz.XXXXXX");
+
+        name = ngx_pnalloc(tf->pool, n);
+        if (name == NULL) {
+            return NGX_ERROR;
+        }
+
+        (void) snprintf((char *) name, n, "%.*s/sophon-fuzz.XXXXXX",
+                        (int) tf->path->name.len, tf->path->name.data);
+
+        fd = mkstemp((char *) name);
+        assert(fd != -1);
+
+        rc = unlink((char *) name);
+        assert(rc == 0);
+
+        tf->file.fd = fd;
+        tf->file.name.data = name;
+        tf->file.name.len = ngx_strlen(name);
+
+        cln->handler = ngx_shim_close_file;
+        cln->data = &tf->file;
+
+        s->file_fd = fd;
+        s->files_created++;
+        s->files_open++;
+
+        if (tf->log_level) {
+            ngx_log_error(tf->log_level, tf->file.log, 0, "%s %V",
+                          tf->warn, &tf->file.name);
+        }
+    }
+
+    assert(tf->file.fd == s->file_fd);
+
+    /* the answer's next bytes: the file only grows, without holes */
+    assert(tf->offset == s->file_size);
+
+    offset = tf->offset;
+    total = 0;
+
+    for (cl = chain; cl; cl = cl->next) {
+        b = cl->buf;
+
+        assert(ngx_buf_in_memory(b) && b->pos <= b->last);
+
+        n = b->last - b->pos;
+
+        if (n == 0) {
+            continue;
+        }
+
+        written = pwrite(tf->file.fd, b->pos, n, offset);
+        assert(written == (ssize_t) n);
+
+        offset += n;
+        total += n;
+    }
+
+    tf->file.offset = offset;
+    s->file_size = offset;
+
+    return total;
+}
+
+
 ngx_int_t
 ngx_http_send_header(ngx_http_request_t *r)
 {
@@ -232,8 +387,8 @@ ngx_http_send_special(ngx_http_request_t *r, ngx_uint_t flags)
 }
 
 
-static void
-ngx_shim_sink_append(u_char *p, size_t n)
+static u_char *
+ngx_shim_sink_reserve(size_t n)
 {
     ngx_shim_sink_t  *s = &ngx_shim_sink;
 
@@ -243,48 +398,80 @@ ngx_shim_sink_append(u_char *p, size_t n)
         assert(s->data != NULL);
     }
 
-    memcpy(s->data + s->len, p, n);
-    s->len += n;
+    return s->data + s->len;
 }
 
 
 ngx_int_t
 ngx_http_output_filter(ngx_http_request_t *r, ngx_chain_t *in)
 {
-    size_t            budget, n;
-    ngx_uint_t        i, j;
-    ngx_buf_t        *b;
-    ngx_chain_t      *cl;
-    ngx_shim_sink_t  *s = &ngx_shim_sink;
+    off_t                n;
+    size_t               budget;
+    ssize_t              got;
+    ngx_uint_t           i, j;
+    ngx_buf_t           *b;
+    ngx_chain_t         *cl;
+    ngx_shim_sink_t     *s = &ngx_shim_sink;
+    ngx_shim_pending_t  *p;
 
     s->calls++;
+
+    if (s->check) {
+        s->check(in);
+    }
 
     /* what we still hold must not have been touched by its owner */
 
     for (i = 0; i < s->npending; i++) {
-        b = s->pending[i].buf;
-        assert(b->pos == s->pending[i].pos);
-        assert(b->last == s->pending[i].last);
+        p = &s->pending[i];
+        b = p->buf;
+        assert(b->pos == p->pos && b->last == p->last);
+        assert(b->file_pos == p->file_pos && b->file_last == p->file_last);
     }
 
     for (cl = in; cl; cl = cl->next) {
         b = cl->buf;
 
         assert(!s->last_seen);
-        assert(b->start <= b->pos && b->pos <= b->last && b->last <= b->end);
-
-        /* the write filter's "zero size buf in writer" */
-        assert(b->last > b->pos);
 
         for (i = 0; i < s->npending; i++) {
             assert(s->pending[i].buf != b);
         }
 
+        if (ngx_buf_in_memory(b)) {
+            assert(!b->in_file);
+            assert(b->start <= b->pos && b->pos <= b->last
+                   && b->last <= b->end);
+
+            /* the write filter's "zero size buf in writer" */
+            assert(b->last > b->pos);
+
+            /* the answer's order: no memory after the file */
+            assert(!s->file_seen);
+
+            s->mem_bytes += b->last - b->pos;
+
+        } else {
+            assert(b->in_file && b->file != NULL);
+            assert(b->file->fd == s->file_fd && s->files_open);
+            assert(b->file_pos < b->file_last);
+
+            /* the file in order, and only what was written to it */
+            assert(b->file_pos == s->file_next);
+            assert(b->file_last <= s->file_size);
+
+            s->file_next = b->file_last;
+            s->file_bytes += b->file_last - b->file_pos;
+            s->file_seen = 1;
+        }
+
         assert(s->npending < NGX_SHIM_MAX_PENDING);
-        s->pending[s->npending].buf = b;
-        s->pending[s->npending].pos = b->pos;
-        s->pending[s->npending].last = b->last;
-        s->npending++;
+        p = &s->pending[s->npending++];
+        p->buf = b;
+        p->pos = b->pos;
+        p->last = b->last;
+        p->file_pos = b->file_pos;
+        p->file_last = b->file_last;
 
         if (b->last_buf || b->last_in_chain) {
             s->last_seen = 1;
@@ -295,18 +482,38 @@ ngx_http_output_filter(ngx_http_request_t *r, ngx_chain_t *in)
     budget = ngx_shim_budget();
 
     for (i = 0; i < s->npending && budget; i++) {
-        b = s->pending[i].buf;
-        n = ngx_min(budget, (size_t) (b->last - b->pos));
-        ngx_shim_sink_append(b->pos, n);
-        b->pos += n;
-        s->pending[i].pos = b->pos;
+        p = &s->pending[i];
+        b = p->buf;
+
+        n = ngx_buf_size(b);
+
+        if ((size_t) n > budget) {
+            n = budget;
+        }
+
+        if (ngx_buf_in_memory(b)) {
+            ngx_memcpy(ngx_shim_sink_reserve(n), b->pos, n);
+            b->pos += n;
+            p->pos = b->pos;
+
+        } else {
+            /* sendfile() */
+            got = pread(b->file->fd, ngx_shim_sink_reserve(n), n,
+                        b->file_pos);
+            assert(got == (ssize_t) n);
+
+            b->file_pos += n;
+            p->file_pos = b->file_pos;
+        }
+
+        s->len += n;
         budget -= n;
     }
 
     /* drop what is sent */
 
     for (i = 0, j = 0; i < s->npending; i++) {
-        if (s->pending[i].buf->pos < s->pending[i].buf->last) {
+        if (ngx_buf_size(s->pending[i].buf) > 0) {
             s->pending[j++] = s->pending[i];
         }
     }
@@ -315,5 +522,6 @@ ngx_http_output_filter(ngx_http_request_t *r, ngx_chain_t *in)
 
     return s->npending ? NGX_AGAIN : NGX_OK;
 }
+
 
 #endif /* NGX_SHIM_HTTP_DECLS_ONLY */
