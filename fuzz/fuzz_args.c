@@ -1,5 +1,7 @@
 
 /*
+ * Copyright (C) The ngx_http_sophon_events_module authors
+ *
  * libFuzzer target: the query-string parser and the statements built from
  * what it accepts.  The first two bytes pick the limits, so the length and
  * list limits are exercised too; the rest is the query string.

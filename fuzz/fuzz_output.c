@@ -1,4 +1,6 @@
 /*
+ * Copyright (C) The ngx_http_sophon_events_module authors
+ *
  * libFuzzer target: the JSON answer (output_start, _row, _flush, _finish)
  * and send_error, against a fake client that takes a fuzzer-chosen number
  * of bytes per call, so buffer recycling, the temporary file the answer

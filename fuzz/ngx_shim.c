@@ -1,5 +1,7 @@
 
 /*
+ * Copyright (C) The ngx_http_sophon_events_module authors
+ *
  * The few nginx core functions that the module's pure parts (args, sql)
  * call, written again for the fuzzer: nginx-dev ships headers, not the core
  * sources.  Simple and strict rather than fast: every allocation is its own

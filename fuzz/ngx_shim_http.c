@@ -1,4 +1,6 @@
 /*
+ * Copyright (C) The ngx_http_sophon_events_module authors
+ *
  * The nginx core and http functions that the output part of the module
  * calls, written again for fuzz/fuzz_output.c (with fuzz/ngx_shim.c for the
  * pool).  The output filter is a fake client: each call "sends" a number of
