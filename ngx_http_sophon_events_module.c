@@ -697,8 +697,6 @@ ngx_http_sophon_events_drain(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
-/* a worker that exits closes its idle database connections */
-
 /*
  * libpq's sockets are watched edge-triggered: with select or poll an idle,
  * always writable database socket would spin the worker.
@@ -725,6 +723,8 @@ ngx_http_sophon_events_init_process(ngx_cycle_t *cycle)
     return NGX_ERROR;
 }
 
+
+/* a worker that exits closes its idle database connections */
 
 static void
 ngx_http_sophon_events_exit_process(ngx_cycle_t *cycle)

@@ -169,6 +169,15 @@ ngx_http_sophon_events_pool_create(ngx_conf_t *cf, ngx_str_t *conninfo)
         goto failed;
     }
 
+    if (ngx_http_sophon_events_pool_value(opts, "fallback_application_name")
+        == NULL
+        && ngx_http_sophon_events_pool_param(cf, pool, n++,
+                                             "fallback_application_name",
+                                             "nginx sophon_events") != NGX_OK)
+    {
+        goto failed;
+    }
+
 #if !(NGX_OPENSSL)
 
     /*
@@ -187,9 +196,6 @@ ngx_http_sophon_events_pool_create(ngx_conf_t *cf, ngx_str_t *conninfo)
 
     if (ngx_http_sophon_events_pool_param(cf, pool, n++, "client_encoding",
                                           "UTF8") != NGX_OK
-        || ngx_http_sophon_events_pool_param(cf, pool, n++,
-                                             "fallback_application_name",
-                                             "nginx sophon_events") != NGX_OK
         || ngx_http_sophon_events_pool_options(cf, pool, n++, options)
            != NGX_OK)
     {
@@ -219,8 +225,22 @@ failed:
 static ngx_int_t
 ngx_http_sophon_events_pool_check(ngx_conf_t *cf, PQconninfoOption *opts)
 {
-    u_char      *host, *p, *comma;
+    u_char      *host, *addr, *h, *a, *hnext, *anext;
     const char  *value;
+
+    /*
+     * GSS encryption keeps decrypted bytes that the socket no longer
+     * shows, and its negotiation may wait on a Kerberos server
+     */
+
+    value = ngx_http_sophon_events_pool_value(opts, "gssencmode");
+
+    if (value && ngx_strcmp(value, "disable") != 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"gssencmode=%s\" can block the worker: "
+                           "use \"gssencmode=disable\"", value);
+        return NGX_ERROR;
+    }
 
 #if !(NGX_OPENSSL)
 
@@ -235,12 +255,6 @@ ngx_http_sophon_events_pool_check(ngx_conf_t *cf, PQconninfoOption *opts)
 
 #endif
 
-    value = ngx_http_sophon_events_pool_value(opts, "hostaddr");
-
-    if (value && value[0] != '\0') {
-        return NGX_OK;
-    }
-
     value = ngx_http_sophon_events_pool_value(opts, "host");
 
     if (value == NULL) {
@@ -248,29 +262,42 @@ ngx_http_sophon_events_pool_check(ngx_conf_t *cf, PQconninfoOption *opts)
     }
 
     host = (u_char *) ngx_http_sophon_events_strdup(cf->pool, value, "");
-    if (host == NULL) {
+
+    value = ngx_http_sophon_events_pool_value(opts, "hostaddr");
+
+    addr = (u_char *) ngx_http_sophon_events_strdup(cf->pool,
+                                                    value ? value : "", "");
+
+    if (host == NULL || addr == NULL) {
         return NGX_ERROR;
     }
 
-    /* "host" may list several, comma-separated */
+    /*
+     * "host" and "hostaddr" may list several, comma-separated, position
+     * by position: a host with an address of its own is never looked up
+     */
 
-    for (p = host; /* void */; p = comma + 1) {
-        comma = (u_char *) ngx_strchr(p, ',');
+    for (h = host, a = addr; h; h = hnext, a = anext) {
+        hnext = (u_char *) ngx_strchr(h, ',');
+        anext = a ? (u_char *) ngx_strchr(a, ',') : NULL;
 
-        if (comma) {
-            *comma = '\0';
+        if (hnext) {
+            *hnext++ = '\0';
         }
 
-        if (ngx_http_sophon_events_pool_check_host(cf, (char *) p)
-            != NGX_OK)
+        if (anext) {
+            *anext++ = '\0';
+        }
+
+        if ((a == NULL || *a == '\0')
+            && ngx_http_sophon_events_pool_check_host(cf, (char *) h)
+               != NGX_OK)
         {
             return NGX_ERROR;
         }
-
-        if (comma == NULL) {
-            return NGX_OK;
-        }
     }
+
+    return NGX_OK;
 }
 
 
@@ -725,7 +752,7 @@ ngx_http_sophon_events_conn_open(ngx_http_sophon_events_pool_t *pool,
 
     conn->pool = pool;
     conn->state = NGX_HTTP_SOPHON_EVENTS_CONNECTING;
-    conn->connect_timeout = connect_timeout;
+    conn->connect_deadline = ngx_current_msec + connect_timeout;
 
     conn->pg = PQconnectStartParams(pool->keywords, pool->values, 0);
 
@@ -977,6 +1004,12 @@ ngx_http_sophon_events_conn_handler(ngx_event_t *ev)
     switch (conn->state) {
 
     case NGX_HTTP_SOPHON_EVENTS_CONNECTING:
+        if (c->close) {
+            /* worker_shutdown_timeout */
+            ngx_http_sophon_events_conn_failed(conn, "nginx is shutting down");
+            return;
+        }
+
         if (c->read->timedout) {
             ngx_http_sophon_events_conn_failed(conn, "timed out");
             return;
@@ -986,7 +1019,7 @@ ngx_http_sophon_events_conn_handler(ngx_event_t *ev)
         return;
 
     case NGX_HTTP_SOPHON_EVENTS_IDLE:
-        if (c->read->timedout) {
+        if (c->read->timedout || c->close) {
             ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->log, 0,
                            "sophon_events pool: idle connection %p closed",
                            conn);
@@ -1045,7 +1078,11 @@ ngx_http_sophon_events_conn_connect(ngx_http_sophon_events_conn_t *conn)
                 return;
             }
 
-            ngx_http_sophon_events_conn_timer(conn, conn->connect_timeout);
+            /* the next address has what is left of the time, no more */
+            ngx_http_sophon_events_conn_timer(conn,
+                     (ngx_msec_int_t) (conn->connect_deadline
+                                       - ngx_current_msec) > 0
+                     ? conn->connect_deadline - ngx_current_msec : 1);
         }
 
         if (status == PGRES_POLLING_OK) {

@@ -54,7 +54,7 @@ struct ngx_http_sophon_events_conn_s {
     ngx_connection_t                       *connection; /* PQsocket() */
     ino_t                                   socket_ino; /* its identity */
     ngx_http_sophon_events_conn_state_e     state;
-    ngx_msec_t                              connect_timeout;
+    ngx_msec_t                              connect_deadline;
 
     /* whoever holds the connection (ACTIVE) is called on its events */
     ngx_http_sophon_events_conn_handler_pt  handler;

@@ -341,6 +341,13 @@ ngx_http_sophon_events_query_read(ngx_http_sophon_events_query_t *q)
     pg = conn->pg;
     rev = conn->connection->read;
 
+    if (conn->connection->close) {
+        /* worker_shutdown_timeout */
+        ngx_http_sophon_events_query_abort(q, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                           "nginx is shutting down");
+        return;
+    }
+
     if (rev->timedout) {
         rev->timedout = 0;
 
@@ -548,8 +555,17 @@ ngx_http_sophon_events_query_row(ngx_http_sophon_events_query_t *q,
     rc = NGX_OK;
 
     if (!ctx->header_sent) {
-        ctx->total = ngx_atoof((u_char *) PQgetvalue(res, 0, 0),
-                               PQgetlength(res, 0, 0));
+        ctx->total = PQgetisnull(res, 0, 0)
+                     ? NGX_ERROR
+                     : ngx_atoof((u_char *) PQgetvalue(res, 0, 0),
+                                 PQgetlength(res, 0, 0));
+
+        if (ctx->total == NGX_ERROR) {
+            ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
+                          "sophon_events: the database answered no total");
+            PQclear(res);
+            return NGX_ERROR;
+        }
 
         rc = ngx_http_sophon_events_output_start(ctx);
     }
@@ -688,19 +704,28 @@ ngx_http_sophon_events_query_abort(ngx_http_sophon_events_query_t *q,
 {
     ngx_http_sophon_events_ctx_t  *ctx;
 
+    /*
+     * The reason is logged first: it may be libpq's, in a buffer that
+     * closing this connection or opening the next one writes again.  The
+     * request lets go of the query before it fails, so that it is closed
+     * here, not drained.
+     */
+
     ctx = q->ctx;
 
-    if (ctx == NULL) {
+    if (ctx) {
+        ctx->query = NULL;
+        q->ctx = NULL;
+
+        ngx_http_sophon_events_request_failed(ctx, NGX_LOG_ERR, status,
+                                              reason);
+
+    } else {
         ngx_log_error(NGX_LOG_INFO, q->conn->connection->log, 0,
                       "sophon_events: %s", reason);
     }
 
     ngx_http_sophon_events_query_end(q, 0);
-
-    if (ctx) {
-        ngx_http_sophon_events_request_failed(ctx, NGX_LOG_ERR, status,
-                                              reason);
-    }
 }
 
 
@@ -743,7 +768,11 @@ ngx_http_sophon_events_query_detach(ngx_http_sophon_events_ctx_t *ctx)
     q->ctx = NULL;
 
     if (ngx_exiting) {
-        ngx_http_sophon_events_query_end(q, 0);
+        /*
+         * closed at once, but from its own handler: this may run inside
+         * its read loop, which must not find it freed
+         */
+        ngx_http_sophon_events_conn_timer(q->conn, 1);
         return;
     }
 
