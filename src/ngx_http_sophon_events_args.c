@@ -12,6 +12,7 @@
 
 
 #include "ngx_http_sophon_events_args.h"
+#include "ngx_http_sophon_events_cursor.h"
 
 #include <yajl/yajl_parse.h>
 #include <math.h>
@@ -26,6 +27,7 @@ typedef enum {
     NGX_HTTP_SOPHON_EVENTS_ARG_PAGE,
     NGX_HTTP_SOPHON_EVENTS_ARG_TOP_K,
     NGX_HTTP_SOPHON_EVENTS_ARG_WITH_FEATURE,
+    NGX_HTTP_SOPHON_EVENTS_ARG_CURSOR,
     NGX_HTTP_SOPHON_EVENTS_ARG_NUMBER,
     NGX_HTTP_SOPHON_EVENTS_ARG_STRING,
     NGX_HTTP_SOPHON_EVENTS_ARG_SUBSTRING,
@@ -61,7 +63,6 @@ static ngx_int_t ngx_http_sophon_events_parse_pair(
     ngx_http_sophon_events_parse_t *p, u_char *start, u_char *end);
 static ngx_int_t ngx_http_sophon_events_unescape(ngx_pool_t *pool,
     u_char *start, u_char *end, ngx_str_t *out);
-static ngx_int_t ngx_http_sophon_events_utf8_valid(u_char *p, size_t n);
 static ngx_int_t ngx_http_sophon_events_set_value(
     ngx_http_sophon_events_parse_t *p, ngx_str_t *value);
 static ngx_int_t ngx_http_sophon_events_parse_uint(ngx_str_t *value,
@@ -105,6 +106,8 @@ static ngx_http_sophon_events_param_t  ngx_http_sophon_events_params[] = {
 
     { ngx_string("with_feature"), NGX_HTTP_SOPHON_EVENTS_ARG_WITH_FEATURE,
       0 },
+
+    { ngx_string("after"), NGX_HTTP_SOPHON_EVENTS_ARG_CURSOR, 0 },
 
     { ngx_string("datetime_gte"), NGX_HTTP_SOPHON_EVENTS_ARG_NUMBER,
       NGX_HTTP_SOPHON_EVENTS_DATETIME_GTE },
@@ -195,7 +198,15 @@ ngx_http_sophon_events_parse_args(ngx_pool_t *pool, ngx_str_t *query,
         p = amp + 1;
     }
 
-    return ngx_http_sophon_events_make_literals(&parse);
+    rc = ngx_http_sophon_events_make_literals(&parse);
+
+    if (rc != NGX_OK || args->cursor.len == 0) {
+        return rc;
+    }
+
+    /* the cursor is checked against everything else the request says */
+
+    return ngx_http_sophon_events_cursor_decode(pool, args, error);
 }
 
 
@@ -342,7 +353,7 @@ ngx_http_sophon_events_unescape(ngx_pool_t *pool, u_char *start, u_char *end,
 
 /* strict UTF-8: no overlong forms, no surrogates, nothing past U+10FFFF */
 
-static ngx_int_t
+ngx_int_t
 ngx_http_sophon_events_utf8_valid(u_char *p, size_t n)
 {
     size_t    len, i;
@@ -426,6 +437,18 @@ ngx_http_sophon_events_set_value(ngx_http_sophon_events_parse_t *p,
     p->seen |= bit;
 
     if (value->len == 0) {
+        return NGX_OK;
+    }
+
+    if (param->kind == NGX_HTTP_SOPHON_EVENTS_ARG_CURSOR) {
+        /* ours, not the client's: its own limit */
+
+        if (value->len > NGX_HTTP_SOPHON_EVENTS_CURSOR_LEN) {
+            return ngx_http_sophon_events_fail(p,
+                                     "after: is not a cursor of this API");
+        }
+
+        args->cursor = *value;
         return NGX_OK;
     }
 

@@ -46,6 +46,12 @@ typedef struct {
     ngx_uint_t                      with_feature; /* 0: left out */
     ngx_uint_t                      total_only;   /* HEAD: no documents */
     ngx_str_t                       filter[NGX_HTTP_SOPHON_EVENTS_NFILTERS];
+
+    /* after=: the page after an event, (ts, id) desc, not an offset */
+    ngx_str_t                       cursor;       /* as given */
+    ngx_uint_t                      after;
+    ngx_str_t                       after_ts;     /* bound parameters */
+    ngx_str_t                       after_id;
 } ngx_http_sophon_events_query_args_t;
 
 
@@ -114,6 +120,11 @@ struct ngx_http_sophon_events_ctx_s {
     /* the answer */
     int64_t                                total;
     ngx_uint_t                             rows;
+
+    /* the last event's ts and id: the cursor of the next page */
+    ngx_str_t                              last_ts;
+    ngx_str_t                              last_id;
+    size_t                                 last_id_size;
     yajl_gen                               gen;
     ngx_chain_t                           *out;
     ngx_chain_t                          **last_out;

@@ -22,6 +22,7 @@
 
 
 #include "ngx_http_sophon_events_output.h"
+#include "ngx_http_sophon_events_cursor.h"
 
 
 #define NGX_HTTP_SOPHON_EVENTS_TAG                                            \
@@ -57,6 +58,8 @@ static ngx_int_t ngx_http_sophon_events_gen_create(
 static void ngx_http_sophon_events_gen_cleanup(void *data);
 static ngx_int_t ngx_http_sophon_events_gen_key_int(yajl_gen gen,
     const char *key, int64_t value);
+static ngx_int_t ngx_http_sophon_events_gen_next(
+    ngx_http_sophon_events_ctx_t *ctx);
 
 
 static ngx_http_sophon_events_status_t  ngx_http_sophon_events_statuses[] = {
@@ -184,6 +187,7 @@ ngx_http_sophon_events_output_finish(ngx_http_sophon_events_ctx_t *ctx)
            != NGX_OK
         || ngx_http_sophon_events_gen_key_int(gen, "total_count", ctx->total)
            != NGX_OK
+        || ngx_http_sophon_events_gen_next(ctx) != NGX_OK
         || yajl_gen_map_close(gen) != yajl_gen_status_ok
         || yajl_gen_map_close(gen) != yajl_gen_status_ok
         || ctx->out_failed)
@@ -783,4 +787,48 @@ ngx_http_sophon_events_gen_key_int(yajl_gen gen, const char *key,
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * "next": the cursor of the next page, or null when this one is the last:
+ * short of per_page, or ending where the (top_k capped) total does
+ */
+
+static ngx_int_t
+ngx_http_sophon_events_gen_next(ngx_http_sophon_events_ctx_t *ctx)
+{
+    ngx_int_t                             rc;
+    ngx_str_t                             cursor;
+    ngx_http_sophon_events_query_args_t  *args;
+
+    args = &ctx->args;
+
+    if (yajl_gen_string(ctx->gen, (u_char *) "next", 4) != yajl_gen_status_ok)
+    {
+        return NGX_ERROR;
+    }
+
+    rc = NGX_DECLINED;
+
+    if (ctx->rows == args->per_page
+        && ctx->last_ts.len
+        && (int64_t) (args->page + 1) * (int64_t) args->per_page < ctx->total)
+    {
+        rc = ngx_http_sophon_events_cursor_encode(ctx->request->pool, args,
+                                                  args->page + 1,
+                                                  &ctx->last_ts,
+                                                  &ctx->last_id, &cursor);
+        if (rc == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+    }
+
+    if (rc == NGX_DECLINED) {
+        return yajl_gen_null(ctx->gen) == yajl_gen_status_ok
+               ? NGX_OK : NGX_ERROR;
+    }
+
+    return yajl_gen_string(ctx->gen, cursor.data, cursor.len)
+           == yajl_gen_status_ok ? NGX_OK : NGX_ERROR;
 }

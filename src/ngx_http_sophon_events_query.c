@@ -30,6 +30,7 @@
 #include "ngx_http_sophon_events_pool.h"
 #include "ngx_http_sophon_events_sql.h"
 #include "ngx_http_sophon_events_output.h"
+#include "ngx_http_sophon_events_cursor.h"
 
 
 typedef enum {
@@ -73,6 +74,8 @@ static ngx_int_t ngx_http_sophon_events_query_result(
     ngx_http_sophon_events_query_t *q, PGresult *res);
 static ngx_int_t ngx_http_sophon_events_query_row(
     ngx_http_sophon_events_query_t *q, PGresult *res);
+static ngx_int_t ngx_http_sophon_events_query_last(
+    ngx_http_sophon_events_ctx_t *ctx, PGresult *res);
 static void ngx_http_sophon_events_query_error(
     ngx_http_sophon_events_query_t *q, PGresult *res);
 static ngx_uint_t ngx_http_sophon_events_query_status(const char *sqlstate);
@@ -573,11 +576,60 @@ ngx_http_sophon_events_query_row(ngx_http_sophon_events_query_t *q,
     if (rc == NGX_OK && len) {
         rc = ngx_http_sophon_events_output_row(ctx,
                                         (u_char *) PQgetvalue(res, 0, 1), len);
+
+        if (rc == NGX_OK && PQnfields(res) > 3) {
+            rc = ngx_http_sophon_events_query_last(ctx, res);
+        }
     }
 
     PQclear(res);
 
     return rc;
+}
+
+
+/* the event's ts and id, kept while it is the last one of the page */
+
+static ngx_int_t
+ngx_http_sophon_events_query_last(ngx_http_sophon_events_ctx_t *ctx,
+    PGresult *res)
+{
+    size_t  tslen, idlen;
+
+    tslen = PQgetlength(res, 0, 2);
+    idlen = PQgetlength(res, 0, 3);
+
+    if (ctx->last_ts.data == NULL) {
+        ctx->last_ts.data = ngx_pnalloc(ctx->request->pool,
+                                        NGX_HTTP_SOPHON_EVENTS_CURSOR_TS_LEN);
+        if (ctx->last_ts.data == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    if (idlen > ctx->last_id_size) {
+        /* ids are short: this happens once or twice a page */
+
+        ctx->last_id_size = ngx_max(idlen, 64);
+        ctx->last_id.data = ngx_pnalloc(ctx->request->pool,
+                                        ctx->last_id_size);
+        if (ctx->last_id.data == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    /* longer than any float8's text: no cursor (output.c) */
+
+    ctx->last_ts.len = ngx_min(tslen, NGX_HTTP_SOPHON_EVENTS_CURSOR_TS_LEN);
+    ngx_memcpy(ctx->last_ts.data, PQgetvalue(res, 0, 2), ctx->last_ts.len);
+    ctx->last_id.len = idlen;
+    ngx_memcpy(ctx->last_id.data, PQgetvalue(res, 0, 3), idlen);
+
+    if (tslen > NGX_HTTP_SOPHON_EVENTS_CURSOR_TS_LEN) {
+        ctx->last_ts.len = 0;
+    }
+
+    return NGX_OK;
 }
 
 

@@ -41,6 +41,16 @@
  *
  * HEAD answers the same headers as GET and needs only the total: its
  * statement is "SELECT least(<total>, $3)", one row, one column.
+ *
+ * Each row also brings the event's ts and id, for the cursor of the next
+ * page (cursor.c).  A page after a cursor (after=) reads its ids from the
+ * index after that event, in the time of the first page whatever its
+ * depth, with the same total; its last two parameters are the cursor's ts
+ * and id:
+ *
+ *   SELECT id, ts FROM sophon_events WHERE <filters>
+ *   AND (ts, id) < ($n::float8, $n+1::text)
+ *   ORDER BY ts DESC, id DESC LIMIT $1 OFFSET $2        ($2 is 0)
  */
 
 
@@ -66,6 +76,10 @@
 #define NGX_HTTP_SOPHON_EVENTS_TOTAL_ONLY                                     \
     ngx_http_sophon_events_bit(NGX_HTTP_SOPHON_EVENTS_NFILTERS + 1)
 
+/* the page after a cursor */
+#define NGX_HTTP_SOPHON_EVENTS_AFTER                                          \
+    ngx_http_sophon_events_bit(NGX_HTTP_SOPHON_EVENTS_NFILTERS + 2)
+
 #define NGX_HTTP_SOPHON_EVENTS_INT8OID  20
 
 /* $1, $2, $3, then the filters */
@@ -73,7 +87,7 @@
 
 
 static u_char *ngx_http_sophon_events_sql_ids(u_char *p, u_char *last,
-    ngx_uint_t filters, const char *order);
+    ngx_uint_t filters, ngx_uint_t after, const char *order);
 static u_char *ngx_http_sophon_events_sql_conditions(u_char *p, u_char *last,
     ngx_uint_t filters);
 static u_char *ngx_http_sophon_events_sql_total(u_char *p, u_char *last,
@@ -138,8 +152,14 @@ ngx_http_sophon_events_sql_shape(ngx_http_sophon_events_query_args_t *args)
         /* with_feature changes no total */
         shape |= NGX_HTTP_SOPHON_EVENTS_TOTAL_ONLY;
 
-    } else if (!args->with_feature) {
-        shape |= NGX_HTTP_SOPHON_EVENTS_NO_FEATURE;
+    } else {
+        if (!args->with_feature) {
+            shape |= NGX_HTTP_SOPHON_EVENTS_NO_FEATURE;
+        }
+
+        if (args->after) {
+            shape |= NGX_HTTP_SOPHON_EVENTS_AFTER;
+        }
     }
 
     return shape;
@@ -152,10 +172,18 @@ ngx_http_sophon_events_sql_text(ngx_pool_t *pool, ngx_uint_t shape,
 {
     u_char      *p, *last;
     size_t       len;
-    ngx_uint_t   filters;
+    ngx_uint_t   filters, after;
 
     filters = shape & ~(NGX_HTTP_SOPHON_EVENTS_NO_FEATURE
-                        | NGX_HTTP_SOPHON_EVENTS_TOTAL_ONLY);
+                        | NGX_HTTP_SOPHON_EVENTS_TOTAL_ONLY
+                        | NGX_HTTP_SOPHON_EVENTS_AFTER);
+
+    /* the cursor's parameters follow the filters' */
+    after = (shape & NGX_HTTP_SOPHON_EVENTS_AFTER)
+            ? ngx_http_sophon_events_sql_param(filters,
+                                           NGX_HTTP_SOPHON_EVENTS_NFILTERS)
+            : 0;
+
     len = 4096;
 
     p = ngx_pnalloc(pool, len);
@@ -176,7 +204,7 @@ ngx_http_sophon_events_sql_text(ngx_pool_t *pool, ngx_uint_t shape,
     p = ngx_slprintf(p, last, "WITH t AS MATERIALIZED (SELECT ");
     p = ngx_http_sophon_events_sql_total(p, last, filters);
     p = ngx_slprintf(p, last,
-                     " AS n) SELECT least(t.n, $3::int8), p.doc"
+                     " AS n) SELECT least(t.n, $3::int8), p.doc, p.ts, p.id"
                      " FROM t LEFT JOIN LATERAL (SELECT ");
 
     if (shape & NGX_HTTP_SOPHON_EVENTS_NO_FEATURE) {
@@ -194,22 +222,22 @@ ngx_http_sophon_events_sql_text(ngx_pool_t *pool, ngx_uint_t shape,
         p = ngx_slprintf(p, last, "e.doc");
     }
 
-    p = ngx_slprintf(p, last, " FROM (");
+    p = ngx_slprintf(p, last, ", p.ts, p.id FROM (");
 
-    if (filters & ~NGX_HTTP_SOPHON_EVENTS_COUNTED) {
-        p = ngx_http_sophon_events_sql_ids(p, last, filters,
+    if ((filters & ~NGX_HTTP_SOPHON_EVENTS_COUNTED) || after) {
+        p = ngx_http_sophon_events_sql_ids(p, last, filters, after,
                                            "ts DESC, id DESC");
         p = ngx_slprintf(p, last, " LIMIT $1::int8 OFFSET $2::int8");
 
     } else {
         p = ngx_slprintf(p, last, "SELECT id, ts FROM (");
-        p = ngx_http_sophon_events_sql_ids(p, last, filters,
+        p = ngx_http_sophon_events_sql_ids(p, last, filters, 0,
                                            "ts DESC, id DESC");
         p = ngx_slprintf(p, last,
                          " LIMIT $1::int8 OFFSET $2::int8) f"
                          " WHERE $2::int8 <= t.n / 2"
                          " UNION ALL SELECT id, ts FROM (");
-        p = ngx_http_sophon_events_sql_ids(p, last, filters, "ts, id");
+        p = ngx_http_sophon_events_sql_ids(p, last, filters, 0, "ts, id");
         p = ngx_slprintf(p, last,
                          " LIMIT greatest(least($1::int8, t.n - $2::int8), 0)"
                          " OFFSET greatest(t.n - $2::int8 - $1::int8, 0)) b"
@@ -237,10 +265,17 @@ done:
 
 static u_char *
 ngx_http_sophon_events_sql_ids(u_char *p, u_char *last, ngx_uint_t filters,
-    const char *order)
+    ngx_uint_t after, const char *order)
 {
     p = ngx_slprintf(p, last, "SELECT id, ts FROM sophon_events WHERE true");
     p = ngx_http_sophon_events_sql_conditions(p, last, filters);
+
+    if (after) {
+        /* id is COLLATE "C", as is the index: so is the cursor's */
+        p = ngx_slprintf(p, last,
+                         " AND (ts, id) < ($%ui::float8, $%ui::text)",
+                         after, after + 1);
+    }
 
     return ngx_slprintf(p, last, " ORDER BY %s", order);
 }
@@ -350,8 +385,10 @@ ngx_http_sophon_events_sql_stmt(ngx_pool_t *pool,
     stmt->values[0] = (char *) p;
     p = ngx_sprintf(p, "%L%Z", limit);
 
+    /* after a cursor, the page starts at it: its depth is only numbered */
+
     stmt->values[1] = (char *) p;
-    p = ngx_sprintf(p, "%L%Z", offset);
+    p = ngx_sprintf(p, "%L%Z", args->after ? (int64_t) 0 : offset);
 
     /* NULL: least() and LIMIT ignore it */
 
@@ -380,6 +417,12 @@ ngx_http_sophon_events_sql_stmt(ngx_pool_t *pool,
 
         (void) ngx_cpystrn(p, value->data, value->len + 1);
         stmt->values[stmt->nparams++] = (char *) p;
+    }
+
+    if (args->after && !args->total_only) {
+        /* NUL-terminated by cursor.c */
+        stmt->values[stmt->nparams++] = (char *) args->after_ts.data;
+        stmt->values[stmt->nparams++] = (char *) args->after_id.data;
     }
 
     return NGX_OK;

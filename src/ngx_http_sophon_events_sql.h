@@ -13,7 +13,7 @@
 #include "ngx_http_sophon_events_common.h"
 
 
-#define NGX_HTTP_SOPHON_EVENTS_MAX_PARAMS  (NGX_HTTP_SOPHON_EVENTS_NFILTERS + 3)
+#define NGX_HTTP_SOPHON_EVENTS_MAX_PARAMS  (NGX_HTTP_SOPHON_EVENTS_NFILTERS + 5)
 
 #define NGX_HTTP_SOPHON_EVENTS_NAME_LEN    sizeof("sophon_events_0000")
 
@@ -21,11 +21,11 @@
 #define NGX_HTTP_SOPHON_EVENTS_TYPED_PARAMS  3
 
 /*
- * one shape per filter set, with_feature and HEAD (the total alone): the
- * filters' bits, then those two
+ * one shape per filter set, with_feature, HEAD (the total alone) and
+ * after=: the filters' bits, then those three
  */
 #define NGX_HTTP_SOPHON_EVENTS_SHAPES                                         \
-    (1 << (NGX_HTTP_SOPHON_EVENTS_NFILTERS + 2))
+    (1 << (NGX_HTTP_SOPHON_EVENTS_NFILTERS + 3))
 
 
 /* which shapes a server session has prepared, one bit each */

@@ -23,7 +23,7 @@ GET /SophonFace/api/events
 --- error_code: 200
 --- response_headers
 Content-Type: application/json; charset=utf-8
---- response_body_like: ^\{"data":\[\{.*\],"pagination":\{"num_pages":\d+,"page":0,"per_page":10,"total_count":\d+\}\}$
+--- response_body_like: ^\{"data":\[\{.*\],"pagination":\{"num_pages":\d+,"page":0,"per_page":10,"total_count":\d+,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 

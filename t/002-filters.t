@@ -122,7 +122,7 @@ __DATA__
 --- request
 GET /SophonFace/api/events?datetime_gte=1700000000&per_page=50
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -132,7 +132,7 @@ GET /SophonFace/api/events?datetime_gte=1700000000&per_page=50
 --- request
 GET /SophonFace/api/events?datetime_lte=1607370000&per_page=50
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -142,7 +142,7 @@ GET /SophonFace/api/events?datetime_lte=1607370000&per_page=50
 --- request
 GET /SophonFace/api/events?datetime_gte=1700000014.25&datetime_lte=1700000014.25
 --- error_code: 200
---- response_body_like: "_id":\s*"1700000014\.250100".*"total_count":1\}\}$
+--- response_body_like: "_id":\s*"1700000014\.250100".*"total_count":1,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -152,7 +152,7 @@ GET /SophonFace/api/events?datetime_gte=1700000014.25&datetime_lte=1700000014.25
 --- request
 GET /SophonFace/api/events?datetime_gte=1700000008.5&datetime_lte=1700000008.5
 --- error_code: 200
---- response_body_like: "_id":\s*"1700000008\.500200".*"_id":\s*"1700000008\.500100".*"total_count":2\}\}$
+--- response_body_like: "_id":\s*"1700000008\.500200".*"_id":\s*"1700000008\.500100".*"total_count":2,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -164,7 +164,7 @@ my $id = SophonTest::fixtures()->[-1]{doc}{_id};
 my $ts = main::ts_text($id);
 "GET /SophonFace/api/events?datetime_gte=$ts&datetime_lte=$ts"
 --- error_code: 200
---- response_body_like: "total_count":1\}\}$
+--- response_body_like: "total_count":1,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -174,7 +174,7 @@ my $ts = main::ts_text($id);
 --- request
 GET /SophonFace/api/events?datetime_gte=1700000014.2501&datetime_lte=1700000014.26
 --- error_code: 200
---- response_body_like: "total_count":0\}\}$
+--- response_body_like: "total_count":0,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -184,7 +184,7 @@ GET /SophonFace/api/events?datetime_gte=1700000014.2501&datetime_lte=1700000014.
 --- request
 GET /SophonFace/api/events?datetime_gte=1607385600.5&datetime_lte=1607389199.75&per_page=100
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -194,7 +194,7 @@ GET /SophonFace/api/events?datetime_gte=1607385600.5&datetime_lte=1607389199.75&
 --- request
 GET /SophonFace/api/events?datetime_gte=1607389200&datetime_lte=1607385600
 --- error_code: 200
---- response_body_like: ^\{"data":\[\],"pagination":\{"num_pages":0,"page":0,"per_page":10,"total_count":0\}\}$
+--- response_body_like: ^\{"data":\[\],"pagination":\{"num_pages":0,"page":0,"per_page":10,"total_count":0,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -204,7 +204,7 @@ GET /SophonFace/api/events?datetime_gte=1607389200&datetime_lte=1607385600
 --- request
 GET /SophonFace/api/events?name=frank&per_page=100
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -214,7 +214,7 @@ GET /SophonFace/api/events?name=frank&per_page=100
 --- request
 GET /SophonFace/api/events?name=FRANK&per_page=100
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -224,7 +224,7 @@ GET /SophonFace/api/events?name=FRANK&per_page=100
 --- request
 GET /SophonFace/api/events?name=xEd%20cA&per_page=100
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -234,7 +234,7 @@ GET /SophonFace/api/events?name=xEd%20cA&per_page=100
 --- request eval
 main::events(name => "M\x{DC}LLER", per_page => 100)
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -244,7 +244,7 @@ main::events(name => "M\x{DC}LLER", per_page => 100)
 --- request eval
 main::events(name => "\x{E9}lodie \x{E5}ngstr\x{F6}m")
 --- error_code: 200
---- response_body_like: "total_count":1\}\}$
+--- response_body_like: "total_count":1,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -254,7 +254,7 @@ main::events(name => "\x{E9}lodie \x{E5}ngstr\x{F6}m")
 --- request eval
 main::events(name => "\x{6B27}\x{9633}", per_page => 100)
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -264,7 +264,7 @@ main::events(name => "\x{6B27}\x{9633}", per_page => 100)
 --- request
 GET /SophonFace/api/events?name=%E7%8E%8B%E5%B0%8F%E6%98%8E
 --- error_code: 200
---- response_body_like: "identity_id":\s*"9000005".*"total_count":1\}\}$
+--- response_body_like: "identity_id":\s*"9000005".*"total_count":1,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -274,7 +274,7 @@ GET /SophonFace/api/events?name=%E7%8E%8B%E5%B0%8F%E6%98%8E
 --- request
 GET /SophonFace/api/events?name=%F0%9F%98%80
 --- error_code: 200
---- response_body_like: "identity_id":\s*"9000012".*"total_count":1\}\}$
+--- response_body_like: "identity_id":\s*"9000012".*"total_count":1,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -284,7 +284,7 @@ GET /SophonFace/api/events?name=%F0%9F%98%80
 --- request
 GET /SophonFace/api/events?name=%25&per_page=100
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -294,7 +294,7 @@ GET /SophonFace/api/events?name=%25&per_page=100
 --- request
 GET /SophonFace/api/events?name=_&per_page=100
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -304,7 +304,7 @@ GET /SophonFace/api/events?name=_&per_page=100
 --- request
 GET /SophonFace/api/events?name=%5C&per_page=100
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -314,7 +314,7 @@ GET /SophonFace/api/events?name=%5C&per_page=100
 --- request
 GET /SophonFace/api/events?name=%25_&per_page=100
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -324,7 +324,7 @@ GET /SophonFace/api/events?name=%25_&per_page=100
 --- request
 GET /SophonFace/api/events?name=%5C_&per_page=100
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -334,7 +334,7 @@ GET /SophonFace/api/events?name=%5C_&per_page=100
 --- request
 GET /SophonFace/api/events?name=%25%25
 --- error_code: 200
---- response_body_like: "total_count":0\}\}$
+--- response_body_like: "total_count":0,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -344,7 +344,7 @@ GET /SophonFace/api/events?name=%25%25
 --- request
 GET /SophonFace/api/events?name=__
 --- error_code: 200
---- response_body_like: "total_count":0\}\}$
+--- response_body_like: "total_count":0,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -354,7 +354,7 @@ GET /SophonFace/api/events?name=__
 --- request
 GET /SophonFace/api/events?name=O%27&per_page=100
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -364,7 +364,7 @@ GET /SophonFace/api/events?name=O%27&per_page=100
 --- request
 GET /SophonFace/api/events?name=%22Bob%22
 --- error_code: 200
---- response_body_like: "identity_id":\s*"9000004".*"total_count":1\}\}$
+--- response_body_like: "identity_id":\s*"9000004".*"total_count":1,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -374,7 +374,7 @@ GET /SophonFace/api/events?name=%22Bob%22
 --- request
 GET /SophonFace/api/events?name=%09tab%0Aline
 --- error_code: 200
---- response_body_like: "identity_id":\s*"9000011".*"total_count":1\}\}$
+--- response_body_like: "identity_id":\s*"9000011".*"total_count":1,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -384,7 +384,7 @@ GET /SophonFace/api/events?name=%09tab%0Aline
 --- request
 GET /SophonFace/api/events?name=+Chen&per_page=100
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -395,7 +395,7 @@ GET /SophonFace/api/events?name=+Chen&per_page=100
 main::events(identity_id => main::most_common(sub { $_[0]{common}{identity_id} }),
              per_page => 100)
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -405,7 +405,7 @@ main::events(identity_id => main::most_common(sub { $_[0]{common}{identity_id} }
 --- request
 GET /SophonFace/api/events?identity_id=9100002
 --- error_code: 200
---- response_body_like: "identity_id":\s*"9100002".*"total_count":1\}\}$
+--- response_body_like: "identity_id":\s*"9100002".*"total_count":1,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -416,7 +416,7 @@ GET /SophonFace/api/events?identity_id=9100002
 my $id = main::most_common(sub { $_[0]{common}{identity_id} });
 main::events(identity_id => substr($id, 0, length($id) - 1))
 --- error_code: 200
---- response_body_like: "total_count":0\}\}$
+--- response_body_like: "total_count":0,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -446,7 +446,7 @@ GET /SophonFace/api/events?score_max=82.5&datetime_gte=1700000000&per_page=50
 --- request
 GET /SophonFace/api/events?score_min=82&score_max=82&per_page=50
 --- error_code: 200
---- response_body_like: "identity_id":\s*"9000011".*"total_count":[1-9]\d*\}\}$
+--- response_body_like: "identity_id":\s*"9000011".*"total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -456,7 +456,7 @@ GET /SophonFace/api/events?score_min=82&score_max=82&per_page=50
 --- request
 GET /SophonFace/api/events?score_min=82.5&score_max=82.5
 --- error_code: 200
---- response_body_like: "identity_id":\s*"9000012".*"total_count":1\}\}$
+--- response_body_like: "identity_id":\s*"9000012".*"total_count":1,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -466,7 +466,7 @@ GET /SophonFace/api/events?score_min=82.5&score_max=82.5
 --- request
 GET /SophonFace/api/events?score_min=95&per_page=100
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -476,7 +476,7 @@ GET /SophonFace/api/events?score_min=95&per_page=100
 --- request
 GET /SophonFace/api/events?score_max=10.5&per_page=100
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -486,7 +486,7 @@ GET /SophonFace/api/events?score_max=10.5&per_page=100
 --- request
 GET /SophonFace/api/events?score_min=82.0000001&score_max=82.4999999&datetime_gte=1700000000
 --- error_code: 200
---- response_body_like: "total_count":0\}\}$
+--- response_body_like: "total_count":0,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -496,7 +496,7 @@ GET /SophonFace/api/events?score_min=82.0000001&score_max=82.4999999&datetime_gt
 --- request
 GET /SophonFace/api/events?userType=1&per_page=50
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -506,7 +506,7 @@ GET /SophonFace/api/events?userType=1&per_page=50
 --- request
 GET /SophonFace/api/events?userType=2&per_page=50
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -516,7 +516,7 @@ GET /SophonFace/api/events?userType=2&per_page=50
 --- request
 GET /SophonFace/api/events?userType=3&per_page=50
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -526,7 +526,7 @@ GET /SophonFace/api/events?userType=3&per_page=50
 --- request
 GET /SophonFace/api/events?userType=4&per_page=50
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -536,7 +536,7 @@ GET /SophonFace/api/events?userType=4&per_page=50
 --- request
 GET /SophonFace/api/events?userType=5&per_page=50
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -546,7 +546,7 @@ GET /SophonFace/api/events?userType=5&per_page=50
 --- request
 GET /SophonFace/api/events?userType=1&identity_id=9000006
 --- error_code: 200
---- response_body_like: "identity_name":\s*"NoType Person".*"total_count":1\}\}$
+--- response_body_like: "identity_name":\s*"NoType Person".*"total_count":1,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -556,7 +556,7 @@ GET /SophonFace/api/events?userType=1&identity_id=9000006
 --- request
 GET /SophonFace/api/events?userType=2,3,4,5&identity_id=9000006
 --- error_code: 200
---- response_body_like: "total_count":0\}\}$
+--- response_body_like: "total_count":0,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -577,7 +577,7 @@ GET /SophonFace/api/events?userType=1&datetime_gte=1700000000
 main::events(groups => main::most_common(sub { $_[0]{common}{group_id} }),
              per_page => 100)
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -587,7 +587,7 @@ main::events(groups => main::most_common(sub { $_[0]{common}{group_id} }),
 --- request
 GET /SophonFace/api/events?groups=g-edge&per_page=50
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -597,7 +597,7 @@ GET /SophonFace/api/events?groups=g-edge&per_page=50
 --- request eval
 main::events(streams => main::device_named(qr/^Main Gate/), per_page => 100)
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -607,7 +607,7 @@ main::events(streams => main::device_named(qr/^Main Gate/), per_page => 100)
 --- request eval
 main::events(streams => "\x{95E8}\x{7981}-1")
 --- error_code: 200
---- response_body_like: "identity_id":\s*"91000021".*"total_count":1\}\}$
+--- response_body_like: "identity_id":\s*"91000021".*"total_count":1,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -619,7 +619,7 @@ main::events(streams => main::device_named(qr/^Main Gate/),
              datetime_gte => 1607385600, datetime_lte => 1607389200,
              userType => 1, per_page => 100)
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -629,7 +629,7 @@ main::events(streams => main::device_named(qr/^Main Gate/),
 --- request
 GET /SophonFace/api/events?userType=4&datetime_gte=1607356800&datetime_lte=1607443199.999999&per_page=100&page=2
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -642,7 +642,7 @@ main::events(userType => 5,
                         . main::device_named(qr/^Lobby/),
              per_page => 100)
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -653,7 +653,7 @@ main::events(userType => 5,
 my $id = main::most_common(sub { $_[0]{common}{identity_id} });
 main::events(identity_id => $id, datetime_gte => 1607385600, per_page => 100)
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -663,7 +663,7 @@ main::events(identity_id => $id, datetime_gte => 1607385600, per_page => 100)
 --- request
 GET /SophonFace/api/events?score_min=40&score_max=60&userType=4&per_page=100
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -675,7 +675,7 @@ main::events(groups => main::most_common(sub { $_[0]{common}{group_id} }),
              streams => main::device_named(qr/^Lobby/),
              score_min => 83, per_page => 100)
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -685,7 +685,7 @@ main::events(groups => main::most_common(sub { $_[0]{common}{group_id} }),
 --- request
 GET /SophonFace/api/events?userType=4&name=a
 --- error_code: 200
---- response_body_like: "total_count":0\}\}$
+--- response_body_like: "total_count":0,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -696,7 +696,7 @@ GET /SophonFace/api/events?userType=4&name=a
 GET /SophonFace/api/events?name=&identity_id=&room=&score_min=&score_max=&datetime_gte=&datetime_lte=&groups=&streams=&userType=&per_page=20
 --- error_code: 200
 --- response_body_like eval
-'"total_count":' . scalar(@{ SophonTest::fixtures() }) . '\}\}$'
+'"total_count":' . scalar(@{ SophonTest::fixtures() }) . ',"next":(?:null|"[0-9a-f]+")\}\}$'
 --- no_error_log
 [error]
 
@@ -707,7 +707,7 @@ GET /SophonFace/api/events?name=&identity_id=&room=&score_min=&score_max=&dateti
 GET /SophonFace/api/events?name&room&userType&groups&per_page=20
 --- error_code: 200
 --- response_body_like eval
-'"total_count":' . scalar(@{ SophonTest::fixtures() }) . '\}\}$'
+'"total_count":' . scalar(@{ SophonTest::fixtures() }) . ',"next":(?:null|"[0-9a-f]+")\}\}$'
 --- no_error_log
 [error]
 
@@ -717,7 +717,7 @@ GET /SophonFace/api/events?name&room&userType&groups&per_page=20
 --- request
 GET /SophonFace/api/events?name=&userType=3&per_page=50
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -728,7 +728,7 @@ GET /SophonFace/api/events?name=&userType=3&per_page=50
 GET /SophonFace/api/events?datetime_gte=1.6e9
 --- error_code: 200
 --- response_body_like eval
-'"total_count":' . scalar(@{ SophonTest::fixtures() }) . '\}\}$'
+'"total_count":' . scalar(@{ SophonTest::fixtures() }) . ',"next":(?:null|"[0-9a-f]+")\}\}$'
 --- no_error_log
 [error]
 
@@ -738,7 +738,7 @@ GET /SophonFace/api/events?datetime_gte=1.6e9
 --- request
 GET /SophonFace/api/events?datetime_gte=1.6073856e%2B9&datetime_lte=16073892E2&per_page=100
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -748,7 +748,7 @@ GET /SophonFace/api/events?datetime_gte=1.6073856e%2B9&datetime_lte=16073892E2&p
 --- request
 GET /SophonFace/api/events?datetime_gte=1.700000014250E9&datetime_lte=170000001425e-2
 --- error_code: 200
---- response_body_like: "_id":\s*"1700000014\.250100".*"total_count":1\}\}$
+--- response_body_like: "_id":\s*"1700000014\.250100".*"total_count":1,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -758,7 +758,7 @@ GET /SophonFace/api/events?datetime_gte=1.700000014250E9&datetime_lte=1700000014
 --- request
 GET /SophonFace/api/events?score_min=8.2e1&score_max=8.25E%2B1&per_page=50
 --- error_code: 200
---- response_body_like: "identity_id":\s*"9000012".*"total_count":[1-9]\d*\}\}$
+--- response_body_like: "identity_id":\s*"9000012".*"total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -769,7 +769,7 @@ GET /SophonFace/api/events?score_min=8.2e1&score_max=8.25E%2B1&per_page=50
 GET /SophonFace/api/events?score_min=-1e3&datetime_gte=0&per_page=5
 --- error_code: 200
 --- response_body_like eval
-'"total_count":' . scalar(@{ SophonTest::fixtures() }) . '\}\}$'
+'"total_count":' . scalar(@{ SophonTest::fixtures() }) . ',"next":(?:null|"[0-9a-f]+")\}\}$'
 --- no_error_log
 [error]
 
@@ -780,7 +780,7 @@ GET /SophonFace/api/events?score_min=-1e3&datetime_gte=0&per_page=5
 main::events(room => main::most_common(\&main::ext_room),
              per_page => 100)
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -790,7 +790,7 @@ main::events(room => main::most_common(\&main::ext_room),
 --- request
 GET /SophonFace/api/events?room=3003
 --- error_code: 200
---- response_body_like: "identity_id":\s*"9000007".*"total_count":1\}\}$
+--- response_body_like: "identity_id":\s*"9000007".*"total_count":1,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -800,7 +800,7 @@ GET /SophonFace/api/events?room=3003
 --- request
 GET /SophonFace/api/events?room=R+3
 --- error_code: 200
---- response_body_like: "identity_id":\s*"9100002".*"total_count":1\}\}$
+--- response_body_like: "identity_id":\s*"9100002".*"total_count":1,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -811,7 +811,7 @@ GET /SophonFace/api/events?room=R+3
 main::events(room => main::most_common(\&main::top_room),
              per_page => 100)
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -821,7 +821,7 @@ main::events(room => main::most_common(\&main::top_room),
 --- request
 GET /SophonFace/api/events?room=A%251
 --- error_code: 200
---- response_body_like: "identity_id":\s*"9000001".*"total_count":1\}\}$
+--- response_body_like: "identity_id":\s*"9000001".*"total_count":1,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -831,7 +831,7 @@ GET /SophonFace/api/events?room=A%251
 --- request
 GET /SophonFace/api/events?room=A_1
 --- error_code: 200
---- response_body_like: "identity_id":\s*"9000002".*"total_count":1\}\}$
+--- response_body_like: "identity_id":\s*"9000002".*"total_count":1,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -841,7 +841,7 @@ GET /SophonFace/api/events?room=A_1
 --- request
 GET /SophonFace/api/events?room=B%5C2
 --- error_code: 200
---- response_body_like: "identity_id":\s*"9000003".*"total_count":1\}\}$
+--- response_body_like: "identity_id":\s*"9000003".*"total_count":1,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -851,7 +851,7 @@ GET /SophonFace/api/events?room=B%5C2
 --- request
 GET /SophonFace/api/events?room=R,1
 --- error_code: 200
---- response_body_like: "identity_id":\s*"9100001".*"total_count":1\}\}$
+--- response_body_like: "identity_id":\s*"9100001".*"total_count":1,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -861,7 +861,7 @@ GET /SophonFace/api/events?room=R,1
 --- request
 GET /SophonFace/api/events?room=R%7B2%7D
 --- error_code: 200
---- response_body_like: "identity_id":\s*"91000021".*"total_count":1\}\}$
+--- response_body_like: "identity_id":\s*"91000021".*"total_count":1,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -872,7 +872,7 @@ GET /SophonFace/api/events?room=R%7B2%7D
 my $room = main::most_common(\&main::ext_room);
 main::events(room => substr($room, 0, length($room) - 1) . 'X')
 --- error_code: 200
---- response_body_like: "total_count":0\}\}$
+--- response_body_like: "total_count":0,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -882,7 +882,7 @@ main::events(room => substr($room, 0, length($room) - 1) . 'X')
 --- request eval
 main::events(room => main::most_common(sub { main::room_of($_[0]) }), userType => 4)
 --- error_code: 200
---- response_body_like: "total_count":0\}\}$
+--- response_body_like: "total_count":0,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -895,7 +895,7 @@ my $d = main::first_doc(sub {
 });
 main::events(name => 'CHEN', room => main::room_of($d), per_page => 100)
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -919,6 +919,6 @@ main::events(datetime_gte => $ts, datetime_lte => $ts,
              groups => $c->{group_id},
              streams => $c->{ep_info}{device_id})
 --- error_code: 200
---- response_body_like: "total_count":1\}\}$
+--- response_body_like: "total_count":1,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]

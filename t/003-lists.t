@@ -79,7 +79,7 @@ __DATA__
 main::get('groups=' . main::enc(main::json_list(main::group(0), main::group(1))),
           'per_page=100')
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -90,7 +90,7 @@ main::get('groups=' . main::enc(main::json_list(main::group(0), main::group(1)))
 main::get(('groups=["' . main::group(0) . '","' . main::group(1) . '"]')
           =~ s/"/%22/gr, 'per_page=100')
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -100,7 +100,7 @@ main::get(('groups=["' . main::group(0) . '","' . main::group(1) . '"]')
 --- request eval
 main::get('groups=' . main::group(0) . ',' . main::group(2), 'per_page=100')
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -110,7 +110,7 @@ main::get('groups=' . main::group(0) . ',' . main::group(2), 'per_page=100')
 --- request eval
 main::get('groups=' . main::group(0) . '%2C' . main::group(2), 'per_page=100')
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -120,7 +120,7 @@ main::get('groups=' . main::group(0) . '%2C' . main::group(2), 'per_page=100')
 --- request eval
 main::get('groups=' . main::group(1), 'groups=' . main::group(3), 'per_page=100')
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -131,7 +131,7 @@ main::get('groups=' . main::group(1), 'groups=' . main::group(3), 'per_page=100'
 main::get('groups[]=' . main::group(1), 'groups[]=' . main::group(3),
           'per_page=100')
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -142,7 +142,7 @@ main::get('groups[]=' . main::group(1), 'groups[]=' . main::group(3),
 main::get('groups%5B%5D=' . main::group(2), 'groups%5B%5D=' . main::group(4),
           'per_page=100')
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -156,7 +156,7 @@ main::get('groups=' . main::enc(main::json_list(main::group(0))),
           'groups=' . main::group(4),
           'per_page=100', 'page=3')
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -166,7 +166,7 @@ main::get('groups=' . main::enc(main::json_list(main::group(0))),
 --- request eval
 main::get('groups=' . main::enc(main::json_list(main::group(3))), 'per_page=100')
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -176,7 +176,7 @@ main::get('groups=' . main::enc(main::json_list(main::group(3))), 'per_page=100'
 --- request eval
 main::get('groups[]=' . main::group(4), 'per_page=100')
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -187,7 +187,7 @@ main::get('groups[]=' . main::group(4), 'per_page=100')
 main::get('groups=+' . main::group(0) . '+,%20' . main::group(1) . '%20%20',
           'per_page=100')
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -198,7 +198,7 @@ main::get('groups=+' . main::group(0) . '+,%20' . main::group(1) . '%20%20',
 main::get('groups=' . main::enc('[ "' . main::group(0) . '" , "'
                                 . main::group(1) . '" ]'), 'per_page=100')
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -208,7 +208,7 @@ main::get('groups=' . main::enc('[ "' . main::group(0) . '" , "'
 --- request
 GET /SophonFace/api/events?groups=%5B%22%5Cu0067-edge%22%5D&per_page=50
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -218,7 +218,7 @@ GET /SophonFace/api/events?groups=%5B%22%5Cu0067-edge%22%5D&per_page=50
 --- request
 GET /SophonFace/api/events?groups=%5B%22g%2Ccomma%22%5D
 --- error_code: 200
---- response_body_like: "identity_id":\s*"9100001".*"total_count":1\}\}$
+--- response_body_like: "identity_id":\s*"9100001".*"total_count":1,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -228,7 +228,7 @@ GET /SophonFace/api/events?groups=%5B%22g%2Ccomma%22%5D
 --- request
 GET /SophonFace/api/events?groups=g,comma
 --- error_code: 200
---- response_body_like: "total_count":0\}\}$
+--- response_body_like: "total_count":0,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -238,7 +238,7 @@ GET /SophonFace/api/events?groups=g,comma
 --- request
 GET /SophonFace/api/events?groups=NULL
 --- error_code: 200
---- response_body_like: "identity_id":\s*"91000021".*"total_count":1\}\}$
+--- response_body_like: "identity_id":\s*"91000021".*"total_count":1,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -248,7 +248,7 @@ GET /SophonFace/api/events?groups=NULL
 --- request
 GET /SophonFace/api/events?groups=%5B%22NULL%22%5D
 --- error_code: 200
---- response_body_like: "identity_id":\s*"91000021".*"total_count":1\}\}$
+--- response_body_like: "identity_id":\s*"91000021".*"total_count":1,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -258,7 +258,7 @@ GET /SophonFace/api/events?groups=%5B%22NULL%22%5D
 --- request
 GET /SophonFace/api/events?groups=%7Bbraces%7D
 --- error_code: 200
---- response_body_like: "identity_id":\s*"9100002".*"total_count":1\}\}$
+--- response_body_like: "identity_id":\s*"9100002".*"total_count":1,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -269,7 +269,7 @@ GET /SophonFace/api/events?groups=%7Bbraces%7D
 main::get('groups=' . main::group(3) . ',' . main::group(3),
           'groups[]=' . main::group(3), 'per_page=100')
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -279,7 +279,7 @@ main::get('groups=' . main::group(3) . ',' . main::group(3),
 --- request
 GET /SophonFace/api/events?groups=no-such-group,g-edge&per_page=50
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -289,7 +289,7 @@ GET /SophonFace/api/events?groups=no-such-group,g-edge&per_page=50
 --- request eval
 main::get('groups=%5B%5D', 'groups=' . main::group(3), 'per_page=100')
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -345,7 +345,7 @@ GET /SophonFace/api/events?groups=%5B%7B%22id%22%3A%22g-edge%22%7D%5D
 main::get('streams=' . main::enc(main::json_list(main::stream(0), main::stream(1))),
           'per_page=100')
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -356,7 +356,7 @@ main::get('streams=' . main::enc(main::json_list(main::stream(0), main::stream(1
 main::get(('streams=["' . main::stream(2) . '","' . main::stream(3) . '"]')
           =~ s/"/%22/gr, 'per_page=100')
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -366,7 +366,7 @@ main::get(('streams=["' . main::stream(2) . '","' . main::stream(3) . '"]')
 --- request eval
 main::get('streams=' . main::stream(0) . ',' . main::stream(4), 'per_page=100')
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -377,7 +377,7 @@ main::get('streams=' . main::stream(0) . ',' . main::stream(4), 'per_page=100')
 main::get('streams=' . main::stream(5), 'streams=' . main::stream(6),
           'per_page=100')
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -388,7 +388,7 @@ main::get('streams=' . main::stream(5), 'streams=' . main::stream(6),
 main::get('streams[]=' . main::stream(5), 'streams[]=' . main::stream(7),
           'per_page=100')
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -402,7 +402,7 @@ main::get('streams=' . main::enc(main::json_list(main::stream(7))),
           'streams=dev-edge-2',
           'per_page=100', 'page=2')
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -412,7 +412,7 @@ main::get('streams=' . main::enc(main::json_list(main::stream(7))),
 --- request eval
 main::get('streams=' . main::enc(main::json_list(main::stream(7))), 'per_page=100')
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -423,7 +423,7 @@ main::get('streams=' . main::enc(main::json_list(main::stream(7))), 'per_page=10
 main::get('streams=%20' . main::stream(1) . '+,+' . main::stream(7) . '+',
           'per_page=100')
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -433,7 +433,7 @@ main::get('streams=%20' . main::stream(1) . '+,+' . main::stream(7) . '+',
 --- request eval
 main::get('streams=' . main::enc(main::json_list('cam "A" \\ 1')))
 --- error_code: 200
---- response_body_like: "identity_id":\s*"9100001".*"total_count":1\}\}$
+--- response_body_like: "identity_id":\s*"9100001".*"total_count":1,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -443,7 +443,7 @@ main::get('streams=' . main::enc(main::json_list('cam "A" \\ 1')))
 --- request eval
 main::get('streams=' . main::enc('cam "A" \\ 1'))
 --- error_code: 200
---- response_body_like: "identity_id":\s*"9100001".*"total_count":1\}\}$
+--- response_body_like: "identity_id":\s*"9100001".*"total_count":1,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -453,7 +453,7 @@ main::get('streams=' . main::enc('cam "A" \\ 1'))
 --- request
 GET /SophonFace/api/events?streams=%5B%22%20cam-space%20%22%5D
 --- error_code: 200
---- response_body_like: "identity_id":\s*"9100002".*"total_count":1\}\}$
+--- response_body_like: "identity_id":\s*"9100002".*"total_count":1,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -464,7 +464,7 @@ GET /SophonFace/api/events?streams=%5B%22%20cam-space%20%22%5D
 main::get('streams=' . main::enc(main::json_list("\x{95E8}\x{7981}-1")),
           'streams=' . main::enc('["\u95e8\u7981-1"]'))
 --- error_code: 200
---- response_body_like: "identity_id":\s*"91000021".*"total_count":1\}\}$
+--- response_body_like: "identity_id":\s*"91000021".*"total_count":1,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -490,7 +490,7 @@ main::unfiltered_first_page()
 --- request
 GET /SophonFace/api/events?userType=%5B1%2C4%5D&per_page=100
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -500,7 +500,7 @@ GET /SophonFace/api/events?userType=%5B1%2C4%5D&per_page=100
 --- request
 GET /SophonFace/api/events?userType=[2,3]&per_page=100
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -510,7 +510,7 @@ GET /SophonFace/api/events?userType=[2,3]&per_page=100
 --- request
 GET /SophonFace/api/events?userType=%5B%221%22%2C%224%22%5D&per_page=100
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -520,7 +520,7 @@ GET /SophonFace/api/events?userType=%5B%221%22%2C%224%22%5D&per_page=100
 --- request
 GET /SophonFace/api/events?userType=%5B3%2C%225%22%5D&per_page=100
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -530,7 +530,7 @@ GET /SophonFace/api/events?userType=%5B3%2C%225%22%5D&per_page=100
 --- request
 GET /SophonFace/api/events?userType=1,4&per_page=100&page=5
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -540,7 +540,7 @@ GET /SophonFace/api/events?userType=1,4&per_page=100&page=5
 --- request
 GET /SophonFace/api/events?userType=2&userType=5&per_page=100
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -550,7 +550,7 @@ GET /SophonFace/api/events?userType=2&userType=5&per_page=100
 --- request
 GET /SophonFace/api/events?userType[]=3&userType[]=5&per_page=100
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -560,7 +560,7 @@ GET /SophonFace/api/events?userType[]=3&userType[]=5&per_page=100
 --- request
 GET /SophonFace/api/events?userType=%5B1%5D&userType=2,3&userType[]=5&per_page=100&page=4
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -570,7 +570,7 @@ GET /SophonFace/api/events?userType=%5B1%5D&userType=2,3&userType[]=5&per_page=1
 --- request
 GET /SophonFace/api/events?userType=%5B5%5D&per_page=100
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -580,7 +580,7 @@ GET /SophonFace/api/events?userType=%5B5%5D&per_page=100
 --- request
 GET /SophonFace/api/events?userType[]=4&per_page=100
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -590,7 +590,7 @@ GET /SophonFace/api/events?userType[]=4&per_page=100
 --- request
 GET /SophonFace/api/events?userType=+2+,%203%20&userType=%5B%205%20%5D&per_page=100
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -601,7 +601,7 @@ GET /SophonFace/api/events?userType=+2+,%203%20&userType=%5B%205%20%5D&per_page=
 GET /SophonFace/api/events?userType=1,2,3,4,5&per_page=5
 --- error_code: 200
 --- response_body_like eval
-'"total_count":' . scalar(@{ SophonTest::fixtures() }) . '\}\}$'
+'"total_count":' . scalar(@{ SophonTest::fixtures() }) . ',"next":(?:null|"[0-9a-f]+")\}\}$'
 --- no_error_log
 [error]
 
@@ -611,7 +611,7 @@ GET /SophonFace/api/events?userType=1,2,3,4,5&per_page=5
 --- request
 GET /SophonFace/api/events?userType=%5B1%2C2%5D&identity_id=9000006
 --- error_code: 200
---- response_body_like: "identity_name":\s*"NoType Person".*"total_count":1\}\}$
+--- response_body_like: "identity_name":\s*"NoType Person".*"total_count":1,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -637,7 +637,7 @@ main::unfiltered_first_page()
 --- request
 GET /SophonFace/api/events?userType=%5B%5D&userType=3&per_page=100
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -660,6 +660,6 @@ main::get('groups=' . main::enc(main::json_list(main::group(0), main::group(1)))
           'userType[]=1', 'userType=5',
           'per_page=100')
 --- error_code: 200
---- response_body_like: "total_count":[1-9]\d*\}\}$
+--- response_body_like: "total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]

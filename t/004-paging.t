@@ -30,7 +30,7 @@ sub pagination_re {
     my $p = SophonTest::expected($qs)->{pagination};
 
     return sprintf '"pagination":\{"num_pages":%d,"page":%d,"per_page":%d,'
-                   . '"total_count":%d\}\}$',
+                   . '"total_count":%d,"next":(?:null|"[0-9a-f]+")\}\}$',
                    @$p{qw(num_pages page per_page total_count)};
 }
 
@@ -60,7 +60,7 @@ sub empty_body {
         if @{ SophonTest::expected($qs)->{events} };
 
     return sprintf '{"data":[],"pagination":{"num_pages":%d,"page":%d,'
-                   . '"per_page":%d,"total_count":%d}}',
+                   . '"per_page":%d,"total_count":%d,"next":null}}',
                    @$p{qw(num_pages page per_page total_count)};
 }
 
@@ -339,8 +339,8 @@ An offset of 2147483647 * 1000 does not fit 32 bits.
 --- error_code eval
 [200, 200]
 --- response_body eval
-['{"data":[],"pagination":{"num_pages":0,"page":0,"per_page":10,"total_count":0}}',
- '{"data":[],"pagination":{"num_pages":0,"page":3,"per_page":7,"total_count":0}}']
+['{"data":[],"pagination":{"num_pages":0,"page":0,"per_page":10,"total_count":0,"next":null}}',
+ '{"data":[],"pagination":{"num_pages":0,"page":3,"per_page":7,"total_count":0,"next":null}}']
 --- no_error_log
 [error]
 
@@ -371,9 +371,9 @@ die "userType=4 needs more than 10 events in the fixtures\n"
 --- error_code eval
 [200, 200, 200]
 --- response_body_like eval
-['"pagination":\{"num_pages":2,"page":0,"per_page":5,"total_count":10\}\}$',
- '"pagination":\{"num_pages":2,"page":1,"per_page":5,"total_count":10\}\}$',
- '^\{"data":\[\],"pagination":\{"num_pages":2,"page":2,"per_page":5,"total_count":10\}\}$']
+['"pagination":\{"num_pages":2,"page":0,"per_page":5,"total_count":10,"next":(?:null|"[0-9a-f]+")\}\}$',
+ '"pagination":\{"num_pages":2,"page":1,"per_page":5,"total_count":10,"next":(?:null|"[0-9a-f]+")\}\}$',
+ '^\{"data":\[\],"pagination":\{"num_pages":2,"page":2,"per_page":5,"total_count":10,"next":(?:null|"[0-9a-f]+")\}\}$']
 --- no_error_log
 [error]
 
@@ -403,8 +403,8 @@ my $n = main::matches("userType=3");
 --- error_code eval
 [200, 200, 200]
 --- response_body_like eval
-['^\{"data":\[\{.*\],"pagination":\{"num_pages":1,"page":0,"per_page":10,"total_count":3\}\}$',
- '^\{"data":\[\{.*\],"pagination":\{"num_pages":1,"page":0,"per_page":1000,"total_count":1\}\}$',
+['^\{"data":\[\{.*\],"pagination":\{"num_pages":1,"page":0,"per_page":10,"total_count":3,"next":(?:null|"[0-9a-f]+")\}\}$',
+ '^\{"data":\[\{.*\],"pagination":\{"num_pages":1,"page":0,"per_page":1000,"total_count":1,"next":(?:null|"[0-9a-f]+")\}\}$',
  main::page_re("userType=3&top_k=3&per_page=10")]
 --- no_error_log
 [error]
@@ -423,9 +423,9 @@ die "userType=4 needs more than 25 events in the fixtures\n"
 --- response_body_like eval
 [main::page_re("userType=4&top_k=25&per_page=10&page=1"),
  main::page_re("userType=4&top_k=25&per_page=10&page=2"),
- '^\{"data":\[\],"pagination":\{"num_pages":3,"page":3,"per_page":10,"total_count":25\}\}$',
+ '^\{"data":\[\],"pagination":\{"num_pages":3,"page":3,"per_page":10,"total_count":25,"next":(?:null|"[0-9a-f]+")\}\}$',
  main::page_re("top_k=25&per_page=10&page=2"),
- '^\{"data":\[\],"pagination":\{"num_pages":3,"page":3,"per_page":10,"total_count":25\}\}$']
+ '^\{"data":\[\],"pagination":\{"num_pages":3,"page":3,"per_page":10,"total_count":25,"next":(?:null|"[0-9a-f]+")\}\}$']
 --- no_error_log
 [error]
 
@@ -439,7 +439,7 @@ die "userType=4 needs more than 25 events in the fixtures\n"
 [200, 200]
 --- response_body_like eval
 [main::page_re("top_k=20&per_page=10&page=1"),
- '^\{"data":\[\],"pagination":\{"num_pages":2,"page":2,"per_page":10,"total_count":20\}\}$']
+ '^\{"data":\[\],"pagination":\{"num_pages":2,"page":2,"per_page":10,"total_count":20,"next":(?:null|"[0-9a-f]+")\}\}$']
 --- no_error_log
 [error]
 

@@ -95,10 +95,10 @@ main::get("per_page=", "per_page", "page=&per_page=3", "per_page=&userType=3")
 --- error_code eval
 [200, 200, 200, 200]
 --- response_body_like eval
-['"pagination":\{"num_pages":\d+,"page":0,"per_page":10,"total_count":\d+\}\}$',
- '"pagination":\{"num_pages":\d+,"page":0,"per_page":10,"total_count":\d+\}\}$',
- '"pagination":\{"num_pages":\d+,"page":0,"per_page":3,"total_count":\d+\}\}$',
- '"pagination":\{"num_pages":\d+,"page":0,"per_page":10,"total_count":\d+\}\}$']
+['"pagination":\{"num_pages":\d+,"page":0,"per_page":10,"total_count":\d+,"next":(?:null|"[0-9a-f]+")\}\}$',
+ '"pagination":\{"num_pages":\d+,"page":0,"per_page":10,"total_count":\d+,"next":(?:null|"[0-9a-f]+")\}\}$',
+ '"pagination":\{"num_pages":\d+,"page":0,"per_page":3,"total_count":\d+,"next":(?:null|"[0-9a-f]+")\}\}$',
+ '"pagination":\{"num_pages":\d+,"page":0,"per_page":10,"total_count":\d+,"next":(?:null|"[0-9a-f]+")\}\}$']
 --- no_error_log
 [error]
 
@@ -386,8 +386,8 @@ main::get("name=" . "a" x 256,
 --- error_code eval
 [(200) x 5]
 --- response_body_like eval
-[('"pagination":\{"num_pages":0,"page":0,"per_page":10,"total_count":0\}\}$') x 4,
- '"pagination":\{"num_pages":\d+,"page":0,"per_page":10,"total_count":\d+\}\}$']
+[('"pagination":\{"num_pages":0,"page":0,"per_page":10,"total_count":0,"next":(?:null|"[0-9a-f]+")\}\}$') x 4,
+ '"pagination":\{"num_pages":\d+,"page":0,"per_page":10,"total_count":\d+,"next":(?:null|"[0-9a-f]+")\}\}$']
 --- no_error_log
 [error]
 
@@ -407,7 +407,7 @@ main::get("groups=" . "g" x 257,
 [main::bad("groups: has an item longer than 256 bytes"),
  main::bad("streams: has an item longer than 256 bytes"),
  main::bad("groups: has an item longer than 256 bytes"),
- ('{"data":[],"pagination":{"num_pages":0,"page":0,"per_page":10,"total_count":0}}') x 3]
+ ('{"data":[],"pagination":{"num_pages":0,"page":0,"per_page":10,"total_count":0,"next":null}}') x 3]
 --- no_error_log
 [error]
 
@@ -439,7 +439,7 @@ main::get("groups=" . CORE::join(",", map { "g$_" } 1 .. 99) . ",g-edge",
 --- error_code eval
 [200, 200, 200]
 --- response_body_like eval
-[('"pagination":\{"num_pages":\d+,"page":0,"per_page":10,"total_count":[1-9]\d*\}\}$') x 3]
+[('"pagination":\{"num_pages":\d+,"page":0,"per_page":10,"total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$') x 3]
 --- no_error_log
 [error]
 
@@ -461,9 +461,9 @@ main::get("name=123456789", "name=12345678",
 [400, 200, 400, 200, 400, 400]
 --- response_body eval
 [main::bad("name: is longer than 8 bytes"),
- '{"data":[],"pagination":{"num_pages":0,"page":0,"per_page":10,"total_count":0}}',
+ '{"data":[],"pagination":{"num_pages":0,"page":0,"per_page":10,"total_count":0,"next":null}}',
  main::bad("groups: has more than 3 items"),
- '{"data":[],"pagination":{"num_pages":0,"page":0,"per_page":10,"total_count":0}}',
+ '{"data":[],"pagination":{"num_pages":0,"page":0,"per_page":10,"total_count":0,"next":null}}',
  main::bad("groups: has an item longer than 8 bytes"),
  main::bad("userType: has more than 3 items")]
 --- no_error_log
@@ -543,7 +543,7 @@ main::get(map { my $v = SophonTest::uri($_);
 --- error_code eval
 [(200) x 20]
 --- response_body eval
-[('{"data":[],"pagination":{"num_pages":0,"page":0,"per_page":10,"total_count":0}}') x 20]
+[('{"data":[],"pagination":{"num_pages":0,"page":0,"per_page":10,"total_count":0,"next":null}}') x 20]
 --- no_error_log
 [error]
 
@@ -561,7 +561,7 @@ main::get(map { my ($k, $v) = @$_; "$k=" . SophonTest::uri($v) }
 --- error_code eval
 [200, 200, 200, 200, 200, 400]
 --- response_body eval
-[('{"data":[],"pagination":{"num_pages":0,"page":0,"per_page":10,"total_count":0}}') x 5,
+[('{"data":[],"pagination":{"num_pages":0,"page":0,"per_page":10,"total_count":0,"next":null}}') x 5,
  main::bad("userType: must be integers from 1 to 5")]
 --- no_error_log
 [error]
@@ -578,7 +578,7 @@ main::get("name=" . SophonTest::uri(q{O'Brien "Bob"}),
 --- response_body_like eval
 my $n = SophonTest::expected("name=%27")->{pagination}{total_count};
 die "no name with a quote in the fixtures\n" if $n < 2;
-['"total_count":1\}\}$', "\"total_count\":$n\\}\\}\$", '"total_count":0\}\}$']
+['"total_count":1,"next":(?:null|"[0-9a-f]+")\}\}$', "\"total_count\":$n\\}\\}\$", '"total_count":0,"next":(?:null|"[0-9a-f]+")\}\}$']
 --- no_error_log
 [error]
 
@@ -607,7 +607,7 @@ GET /SophonFace/api/events?per_page=1
 --- error_code: 200
 --- response_body_like eval
 my $n = @{ SophonTest::fixtures() };
-'^\{"data":\[\{.*\],"pagination":\{"num_pages":' . $n . ',"page":0,"per_page":1,"total_count":' . $n . '\}\}$'
+'^\{"data":\[\{.*\],"pagination":\{"num_pages":' . $n . ',"page":0,"per_page":1,"total_count":' . $n . ',"next":(?:null|"[0-9a-f]+")\}\}$'
 --- no_error_log
 [error]
 

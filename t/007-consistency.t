@@ -534,7 +534,7 @@ __DATA__
 --- request
 GET /SophonFace/api/events?streams=dev-live-consistency&per_page=10&page=0
 --- error_code: 200
---- response_body_like: ^\{"data":\[\],"pagination":\{"num_pages":0,"page":0,"per_page":10,"total_count":0\}\}$
+--- response_body_like: ^\{"data":\[\],"pagination":\{"num_pages":0,"page":0,"per_page":10,"total_count":0,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -640,6 +640,6 @@ main::churn_requests(25)
 --- request
 GET /SophonFace/api/events?streams=dev-live-consistency&per_page=10&page=0
 --- error_code: 200
---- response_body_like: "total_count":0\}\}$
+--- response_body_like: "total_count":0,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]

@@ -495,7 +495,7 @@ our %Error = (
 
 sub error_re { my $body = $Error{ $_[0] }; return qr/^\Q$body\E$/ }
 
-our $Page = qr/^\{"data":\[\{.*\}\],"pagination":\{"num_pages":\d+,"page":\d+,"per_page":\d+,"total_count":\d+\}\}$/s;
+our $Page = qr/^\{"data":\[\{.*\}\],"pagination":\{"num_pages":\d+,"page":\d+,"per_page":\d+,"total_count":\d+,"next":(?:null|"[0-9a-f]+")\}\}$/s;
 
 # a 200 body in full: JSON, data and pagination that agree
 sub page_ok {

@@ -79,7 +79,7 @@ our @Strings = qw(name identity_id room);
 our @Lists   = qw(groups streams);
 
 our $Empty = '{"data":[],"pagination":{"num_pages":0,"page":0,"per_page":10,'
-           . '"total_count":0}}';
+           . '"total_count":0,"next":null}}';
 
 # The exact body of a 400 with this message.
 sub bad {
@@ -115,7 +115,7 @@ sub unfiltered {
     my $p = $want->{pagination};
     return '"pagination":\{"num_pages":' . $p->{num_pages} . ',"page":'
            . $page . ',"per_page":' . $per_page . ',"total_count":'
-           . $p->{total_count} . '\}\}$';
+           . $p->{total_count} . ',"next":(?:null|"[0-9a-f]+")\}\}$';
 }
 
 # A JSON array of strings, URL-encoded.
@@ -307,7 +307,7 @@ main::get("name=" . "%41" x 256, "name=" . "%41" x 257,
 --- error_code eval
 [200, 400, 400, 400, 200, 200, 400, 200]
 --- response_body_like eval
-['"total_count":0\}\}$',
+['"total_count":0,"next":(?:null|"[0-9a-f]+")\}\}$',
  '^' . quotemeta(main::bad("name: is longer than 256 bytes")) . '$',
  '^' . quotemeta(main::bad("identity_id: is longer than 256 bytes")) . '$',
  '^' . quotemeta(main::bad("groups: has an item longer than 256 bytes")) . '$',
@@ -410,7 +410,7 @@ main::get("groups=" . CORE::join(",", (map { "g$_" } 1 .. 2999), $g),
 --- error_code eval
 [200, 200, 200, 200, 200, 200, 400]
 --- response_body_like eval
-[('"total_count":[1-9]\d*\}\}$') x 6,
+[('"total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$') x 6,
  '^' . quotemeta(main::bad("groups: has more than 5000 items")) . '$']
 --- no_error_log
 [error]
@@ -560,12 +560,12 @@ main::get("datetime_gte=1e308", "datetime_lte=1e308", "score_min=-1e308",
 --- error_code eval
 [(200) x 5, (400) x 7, (200) x 3]
 --- response_body_like eval
-['"total_count":0\}\}$', main::unfiltered(10, 0), main::unfiltered(10, 0),
+['"total_count":0,"next":(?:null|"[0-9a-f]+")\}\}$', main::unfiltered(10, 0), main::unfiltered(10, 0),
  main::unfiltered(10, 0), main::unfiltered(10, 0),
  (map { '^' . quotemeta(main::bad("$_: is out of range")) . '$' }
       qw(datetime_gte datetime_lte score_min score_max datetime_gte score_min
          datetime_lte)),
- '"total_count":0\}\}$', '"total_count":0\}\}$', '"total_count":[1-9]\d*\}\}$']
+ '"total_count":0,"next":(?:null|"[0-9a-f]+")\}\}$', '"total_count":0,"next":(?:null|"[0-9a-f]+")\}\}$', '"total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$']
 --- no_error_log
 [error]
 
@@ -613,7 +613,7 @@ main::get("score_min=-0", "datetime_lte=-0", "score_max=%2B82", "score_min=010",
 --- error_code eval
 [(200) x 9, 400]
 --- response_body_like eval
-['"page":0,"per_page":10,', '"total_count":0\}\}$', ('"page":0,"per_page":10,') x 7,
+['"page":0,"per_page":10,', '"total_count":0,"next":(?:null|"[0-9a-f]+")\}\}$', ('"page":0,"per_page":10,') x 7,
  '^' . quotemeta(main::bad("score_min: must be a number")) . '$']
 --- no_error_log
 [error]
@@ -629,7 +629,7 @@ main::get("per_page=010", "page=010&per_page=3", "top_k=010&per_page=4&page=1",
 [200, 200, 200, 200, 200]
 --- response_body_like eval
 [main::unfiltered(10, 0), '"page":10,"per_page":3,',
- '"num_pages":3,"page":1,"per_page":4,"total_count":10\}\}$',
+ '"num_pages":3,"page":1,"per_page":4,"total_count":10,"next":(?:null|"[0-9a-f]+")\}\}$',
  main::unfiltered(10, 1), main::unfiltered(7, 0)]
 --- no_error_log
 [error]
@@ -676,7 +676,7 @@ main::get("page=2147483647", "page=2147483647&per_page=1000",
 ['^\{"data":\[\],' . main::unfiltered(10, 2147483647),
  '^\{"data":\[\],' . main::unfiltered(1000, 2147483647),
  '^\{"data":\[\],' . main::unfiltered(1000, 2147483647),
- '^\{"data":\[\],"pagination":\{"num_pages":1,"page":2147483647,"per_page":1,"total_count":1\}\}$']
+ '^\{"data":\[\],"pagination":\{"num_pages":1,"page":2147483647,"per_page":1,"total_count":1,"next":(?:null|"[0-9a-f]+")\}\}$']
 --- no_error_log
 [error]
 
@@ -707,9 +707,9 @@ main::get("top_k=18446744073709551620", "per_page=18446744073709551620",
  '^' . quotemeta(main::bad("per_page: must be an integer from 1 to 2147483647")) . '$',
  '^' . quotemeta(main::bad("top_k: must be an integer from 1 to 2147483647")) . '$',
  '^' . quotemeta(main::bad("per_page: must be an integer from 1 to 2147483647")) . '$',
- ('^\{"data":\[\],"pagination":\{"num_pages":1,"page":2147483647,"per_page":2147483647,"total_count":\d+\}\}$') x 3,
- '"pagination":\{"num_pages":1,"page":0,"per_page":2147483647,"total_count":[1-9]\d*\}\}$',
- '^\{"data":\[\],"pagination":\{"num_pages":\d+,"page":429496729,"per_page":5,"total_count":\d+\}\}$']
+ ('^\{"data":\[\],"pagination":\{"num_pages":1,"page":2147483647,"per_page":2147483647,"total_count":\d+,"next":(?:null|"[0-9a-f]+")\}\}$') x 3,
+ '"pagination":\{"num_pages":1,"page":0,"per_page":2147483647,"total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$',
+ '^\{"data":\[\],"pagination":\{"num_pages":\d+,"page":429496729,"per_page":5,"total_count":\d+,"next":(?:null|"[0-9a-f]+")\}\}$']
 --- no_error_log
 [error]
 
@@ -742,7 +742,7 @@ main::get("page=1&PAGE=2", "page[]=3", "page[][]=3&per_page=2", "Per_Page=0",
 [200, 200, 200, 200, 200, 200]
 --- response_body_like eval
 ['"page":1,"per_page":10,', '"page":3,"per_page":10,', main::unfiltered(2, 0),
- main::unfiltered(10, 0), '"total_count":[1-9]\d*\}\}$', '"total_count":[1-9]\d*\}\}$']
+ main::unfiltered(10, 0), '"total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$', '"total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$']
 --- no_error_log
 [error]
 
@@ -809,13 +809,13 @@ main::get(map { my $v = SophonTest::uri($_);
 --- error_code eval
 [map { ((200) x 5, (400) x 8, 200, 200) } 1 .. 5]
 --- response_body_like eval
-[map { (('"total_count":0\}\}$') x 5,
+[map { (('"total_count":0,"next":(?:null|"[0-9a-f]+")\}\}$') x 5,
         (map { '^' . quotemeta(main::bad("$_: must be a number")) . '$' } @main::Numbers),
         '^' . quotemeta(main::badint("per_page")) . '$',
         '^' . quotemeta(main::badint("page")) . '$',
         '^' . quotemeta(main::badint("top_k")) . '$',
         '^' . quotemeta(main::bad("userType: must be integers from 1 to 5")) . '$',
-        '"total_count":0\}\}$', '"total_count":0\}\}$') } 1 .. 5]
+        '"total_count":0,"next":(?:null|"[0-9a-f]+")\}\}$', '"total_count":0,"next":(?:null|"[0-9a-f]+")\}\}$') } 1 .. 5]
 --- no_error_log
 [error]
 
@@ -884,8 +884,8 @@ main::get(map { "$_->[0]=" . SophonTest::uri($_->[1]) }
 --- error_code eval
 [(200) x 6]
 --- response_body_like eval
-['"total_count":0\}\}$', '"total_count":[1-9]\d*\}\}$', '"total_count":0\}\}$',
- '"total_count":0\}\}$', '"total_count":[1-9]\d*\}\}$', '"total_count":[1-9]\d*\}\}$']
+['"total_count":0,"next":(?:null|"[0-9a-f]+")\}\}$', '"total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$', '"total_count":0,"next":(?:null|"[0-9a-f]+")\}\}$',
+ '"total_count":0,"next":(?:null|"[0-9a-f]+")\}\}$', '"total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$', '"total_count":[1-9]\d*,"next":(?:null|"[0-9a-f]+")\}\}$']
 --- no_error_log
 [error]
 
@@ -936,6 +936,6 @@ GET /SophonFace/api/events?per_page=1
 --- error_code: 200
 --- response_body_like eval
 my $n = @{ SophonTest::fixtures() };
-'^\{"data":\[\{.*\],"pagination":\{"num_pages":' . $n . ',"page":0,"per_page":1,"total_count":' . $n . '\}\}$'
+'^\{"data":\[\{.*\],"pagination":\{"num_pages":' . $n . ',"page":0,"per_page":1,"total_count":' . $n . ',"next":(?:null|"[0-9a-f]+")\}\}$'
 --- no_error_log
 [error]

@@ -283,7 +283,7 @@ add_response_body_check(sub {
         or fail($block->name . " - the cut stream scenario: $@");
 });
 
-our $Page = qr/^\{"data":\[\{.*\}\],"pagination":\{"num_pages":\d+,"page":\d+,"per_page":\d+,"total_count":\d+\}\}$/s;
+our $Page = qr/^\{"data":\[\{.*\}\],"pagination":\{"num_pages":\d+,"page":\d+,"per_page":\d+,"total_count":\d+,"next":(?:null|"[0-9a-f]+")\}\}$/s;
 
 run_tests();
 

@@ -164,7 +164,7 @@ my $s = main::busiest_stream();
 GET /odd?datetime_gte=1100000000&datetime_lte=1100000100&with_feature=0
 --- error_code: 200
 --- response_body chomp
-{"data":[{"_id": "1100000006.000001", "common": {"recognize_face_attr": {"age": "20", "box": [1, 2]}}, "timestamp": 1100000006},{"_id": "1100000005.000001", "common": {"recognize_face_attr": {}}, "timestamp": 1100000005},{"_id": "1100000004.000001", "common": "feature", "timestamp": 1100000004},{"_id": "1100000003.000001", "common": {"score": 90}, "timestamp": 1100000003},{"_id": "1100000002.000001", "common": {"recognize_face_attr": "feature"}, "timestamp": 1100000002},{"_id": "1100000001.000001", "common": {"recognize_face_attr": ["feature", [1, 2]]}, "timestamp": 1100000001}],"pagination":{"num_pages":1,"page":0,"per_page":10,"total_count":6}}
+{"data":[{"_id": "1100000006.000001", "common": {"recognize_face_attr": {"age": "20", "box": [1, 2]}}, "timestamp": 1100000006},{"_id": "1100000005.000001", "common": {"recognize_face_attr": {}}, "timestamp": 1100000005},{"_id": "1100000004.000001", "common": "feature", "timestamp": 1100000004},{"_id": "1100000003.000001", "common": {"score": 90}, "timestamp": 1100000003},{"_id": "1100000002.000001", "common": {"recognize_face_attr": "feature"}, "timestamp": 1100000002},{"_id": "1100000001.000001", "common": {"recognize_face_attr": ["feature", [1, 2]]}, "timestamp": 1100000001}],"pagination":{"num_pages":1,"page":0,"per_page":10,"total_count":6,"next":null}}
 --- no_error_log
 [error]
 
@@ -180,6 +180,6 @@ GET /odd?datetime_gte=1100000000&datetime_lte=1100000100&with_feature=0
 GET /odd?datetime_gte=1100000000&datetime_lte=1100000100&with_feature=1&per_page=2
 --- error_code: 200
 --- response_body chomp
-{"data":[{"_id": "1100000006.000001", "common": {"recognize_face_attr": {"age": "20", "box": [1, 2], "feature": [0.5, 0.0000001, -3]}}, "timestamp": 1100000006},{"_id": "1100000005.000001", "common": {"recognize_face_attr": {"feature": null}}, "timestamp": 1100000005}],"pagination":{"num_pages":3,"page":0,"per_page":2,"total_count":6}}
+{"data":[{"_id": "1100000006.000001", "common": {"recognize_face_attr": {"age": "20", "box": [1, 2], "feature": [0.5, 0.0000001, -3]}}, "timestamp": 1100000006},{"_id": "1100000005.000001", "common": {"recognize_face_attr": {"feature": null}}, "timestamp": 1100000005}],"pagination":{"num_pages":3,"page":0,"per_page":2,"total_count":6,"next":null}}
 --- no_error_log
 [error]

@@ -264,7 +264,7 @@ __DATA__
 --- request
 GET /SophonFace/api/events?datetime_gte=1607432400.000004&datetime_lte=1607432400.000004
 --- error_code: 200
---- response_body_like: "total_count":1\}\}$
+--- response_body_like: "total_count":1,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -275,7 +275,7 @@ GET /SophonFace/api/events?datetime_gte=1607432400.000004&datetime_lte=160743240
 --- request
 GET /SophonFace/api/events?datetime_gte=-1e300&datetime_lte=1e300&streams=dev-hours-1
 --- error_code: 200
---- response_body_like: "total_count":16\}\}$
+--- response_body_like: "total_count":16,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -298,7 +298,7 @@ main::pages('datetime_gte=1607432400.000004&datetime_lte=1607435999.999996'
 --- error_code eval
 [200, 200, 200]
 --- response_body_like eval
-[('"total_count":4\}\}$') x 3]
+[('"total_count":4,"next":(?:null|"[0-9a-f]+")\}\}$') x 3]
 --- no_error_log
 [error]
 
@@ -349,7 +349,7 @@ main::pages('datetime_lte=1607435999.99999&streams=dev-hours-2', 3)
 --- request
 GET /SophonFace/api/events?datetime_gte=1607432400&datetime_lte=1607432400
 --- error_code: 200
---- response_body_like: "total_count":2\}\}$
+--- response_body_like: "total_count":2,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 
@@ -359,7 +359,7 @@ GET /SophonFace/api/events?datetime_gte=1607432400&datetime_lte=1607432400
 --- request
 GET /SophonFace/api/events?datetime_gte=1607432399.999999&datetime_lte=1607432400.000001
 --- error_code: 200
---- response_body_like: "total_count":4\}\}$
+--- response_body_like: "total_count":4,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 

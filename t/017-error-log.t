@@ -122,8 +122,8 @@ Connection refused
 --- error_code eval
 [200, 200]
 --- response_body eval
-['{"data":[],"pagination":{"num_pages":0,"page":0,"per_page":1,"total_count":0}}',
- '{"data":[],"pagination":{"num_pages":0,"page":1,"per_page":2,"total_count":0}}']
+['{"data":[],"pagination":{"num_pages":0,"page":0,"per_page":1,"total_count":0,"next":null}}',
+ '{"data":[],"pagination":{"num_pages":0,"page":1,"per_page":2,"total_count":0,"next":null}}']
 --- log_level: info
 --- scenario: stamped
 --- error_log eval

@@ -312,7 +312,7 @@ __DATA__
 --- error_code eval
 [200, 200, 200]
 --- response_body_like eval
-['"total_count":3\}\}$', '"total_count":1\}\}$', '"total_count":2\}\}$']
+['"total_count":3,"next":(?:null|"[0-9a-f]+")\}\}$', '"total_count":1,"next":(?:null|"[0-9a-f]+")\}\}$', '"total_count":2,"next":(?:null|"[0-9a-f]+")\}\}$']
 --- no_error_log
 [error]
 
@@ -326,7 +326,7 @@ __DATA__
 --- error_code eval
 [200, 200]
 --- response_body_like eval
-['"total_count":4\}\}$', '"total_count":3\}\}$']
+['"total_count":4,"next":(?:null|"[0-9a-f]+")\}\}$', '"total_count":3,"next":(?:null|"[0-9a-f]+")\}\}$']
 --- no_error_log
 [error]
 

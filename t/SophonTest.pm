@@ -156,6 +156,14 @@ sub expected {
     my $per_page = $q->{per_page} // 10;
     my $page = $q->{page} // 0;
 
+    # after=: the page that follows the cursor's event, numbered by it
+    my $after;
+    if (defined $q->{after}) {
+        $after = decode_cursor($q->{after})
+            or die "after: not a cursor: $q->{after}\n";
+        $page = $after->{page};
+    }
+
     my @match = grep { matches($_->{doc}, $q) } @{ fixtures() };
 
     if (defined $q->{top_k} && @match > $q->{top_k}) {
@@ -164,9 +172,25 @@ sub expected {
 
     my $total = @match;
     my $first = $page * $per_page;
-    my @page = $first < $total
-             ? @match[$first .. _min($first + $per_page, $total) - 1]
-             : ();
+    my @page;
+
+    if ($after) {
+        my @rest = grep { older($_->{doc}, $after) } @match;
+        my $n = _min($per_page, scalar @rest);
+        @page = @rest[0 .. $n - 1];
+
+    } else {
+        @page = $first < $total
+              ? @match[$first .. _min($first + $per_page, $total) - 1]
+              : ();
+    }
+
+    # the next page's cursor: its page, and the last event of this one
+    my $next;
+    if (@page == $per_page && ($page + 1) * $per_page < $total) {
+        $next = { page => $page + 1, ts => $page[-1]{doc}{timestamp},
+                  id => $page[-1]{doc}{_id} };
+    }
 
     my @events = map { $_->{doc} } @page;
 
@@ -183,7 +207,32 @@ sub expected {
             per_page => $per_page + 0,
             total_count => $total,
         },
+        next => $next,
     };
+}
+
+# is the event after the cursor's in the answer's order (timestamp desc,
+# _id desc, the _id compared as bytes: PostgreSQL's "C" collation)?
+sub older {
+    my ($d, $after) = @_;
+    return $d->{timestamp} < $after->{ts}
+        || ($d->{timestamp} == $after->{ts} && $d->{_id} lt $after->{id});
+}
+
+# pagination.next as README's cursor format gives it: { page, ts, id }, or
+# undef if it is not one
+sub decode_cursor {
+    my ($hex) = @_;
+    return undef if $hex !~ /\A(?:[0-9a-f]{2})+\z/;
+    my $b = pack 'H*', $hex;
+    return undef if length $b < 10;
+    my ($version, $fp, $page, $tslen) = unpack 'C N N C', $b;
+    return undef if $version != 1 || length $b < 10 + $tslen;
+    my $ts = substr $b, 10, $tslen;
+    my $id = eval { decode('UTF-8', substr($b, 10 + $tslen),
+                           Encode::FB_CROAK) };
+    return undef if !defined $id || $ts !~ /\A-?\d+(?:\.\d+)?(?:e[+-]?\d+)?\z/;
+    return { page => $page, ts => $ts + 0, id => $id, fingerprint => $fp };
 }
 
 sub _min { $_[0] < $_[1] ? $_[0] : $_[1] }
@@ -231,8 +280,13 @@ sub check_body {
     my $qs = $1 // '';
     my $want = expected($qs);
 
-    is_deeply($data->{pagination}, $want->{pagination},
+    my %got = %{ $data->{pagination} };
+    my $next = delete $got{next};
+
+    is_deeply(\%got, $want->{pagination},
               "$name - pagination as the fixtures give");
+
+    check_next($name, $next, $want->{next}, exists $data->{pagination}{next});
 
     is_deeply([ map { $_->{_id} } @{ $data->{data} } ],
               [ map { $_->{_id} } @{ $want->{events} } ],
@@ -240,6 +294,28 @@ sub check_body {
 
     is_deeply($data->{data}, $want->{events},
               "$name - each event is the stored document");
+}
+
+# pagination.next: null on the last page, else the cursor of this page's
+# last event, opening the next page
+sub check_next {
+    my ($name, $got, $want, $present) = @_;
+
+    ok($present, "$name - pagination has \"next\"");
+
+    if (!$want) {
+        is($got, undef, "$name - pagination.next is null: the last page");
+        return;
+    }
+
+    my $c = defined $got ? decode_cursor($got) : undef;
+    ok($c, "$name - pagination.next is a cursor")
+        or diag('next: ' . ($got // 'null'));
+    return if !$c;
+
+    is_deeply([ @$c{qw(page ts id)} ], [ @$want{qw(page ts id)} ],
+              "$name - pagination.next opens the next page after the last"
+              . " event");
 }
 
 # the events location every block gets unless it brings its own config
