@@ -327,21 +327,23 @@ sub request_text {
 # connects and sends the request; undef and $! when the connection fails.
 # Options: method => 'HEAD'; rcvbuf => BYTES, the client's SO_RCVBUF, set
 # before connect so that the TCP window is small from the start (a slow
-# client then holds back the server after a few KB, not megabytes).
+# client then holds back the server after a few KB, not megabytes);
+# port => PORT, another port of nginx's (default: the server's).
 sub http_send {
     my ($qs, %opt) = @_;
     my $sock;
+    my $port = $opt{port} || server_port();
 
     if ($opt{rcvbuf}) {
         socket($sock, AF_INET, SOCK_STREAM, 0) or return undef;
         setsockopt($sock, SOL_SOCKET, SO_RCVBUF, $opt{rcvbuf}) or return undef;
-        connect($sock, sockaddr_in(server_port(), inet_aton('127.0.0.1')))
+        connect($sock, sockaddr_in($port, inet_aton('127.0.0.1')))
             or return undef;
         binmode $sock;
 
     } else {
         $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-                                      PeerPort => server_port(),
+                                      PeerPort => $port,
                                       Proto => 'tcp', Timeout => 5)
             or return undef;
     }
