@@ -54,138 +54,11 @@ our $Error503 = '{"error":{"code":50300,"message":"the database is '
               . 'unavailable","status":"SERVICE_UNAVAILABLE"}}';
 
 # --------------------------------------------------------------------------
-# The database (psql_rows, module_backends: SophonClient)
+# The database (psql_rows, module_backends), the table lock (lock_table,
+# unlock_table, lock_held, lock_waiters) and nginx's processes (master_pid,
+# alive, worker_pids): SophonClient
 
-sub lock_waiters {
-    return scalar grep { $_->{user} eq 'sophon_reader' && $_->{wait} eq 'Lock' }
-                       @{ module_backends() };
-}
-
-sub lock_held {
-    return psql_rows(
-        "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
-        . " WHERE c.relname = 'sophon_events'"
-        . " AND l.mode = 'AccessExclusiveLock' AND l.granted")->[0][0];
-}
-
-
-# --------------------------------------------------------------------------
-# The slow query: a table lock held by a background psql
-
-my ($Locker, $LockerIn);
-
-sub lock_table {
-    my ($max) = @_;    # seconds: released then at the latest
-
-    die "a lock is already held\n" if $Locker;
-
-    pipe(my $r, my $w) or die "pipe: $!\n";
-
-    my $pid = fork;
-    die "fork: $!\n" if !defined $pid;
-
-    if ($pid == 0) {
-        $SIG{$_} = 'DEFAULT' for qw(INT TERM HUP);
-        close $w;
-        open STDIN, '<&', $r;
-        open STDOUT, '>', '/dev/null';
-        open STDERR, '>', '/dev/null';
-        $ENV{PGAPPNAME} = 'sophon_009_locker';
-        $ENV{PGCONNECT_TIMEOUT} = 5;
-        exec('psql', $ENV{TEST_NGINX_SOPHON_ADMIN_DB}, '-X', '-q',
-             '-v', 'ON_ERROR_STOP=1', '-f', '-')
-            or POSIX::_exit(127);
-    }
-
-    close $r;
-    $w->autoflush(1);
-    ($Locker, $LockerIn) = ($pid, $w);
-
-    local $SIG{PIPE} = 'IGNORE';
-    print $w "SET idle_in_transaction_session_timeout = '${max}s';\n"
-             . "BEGIN;\n"
-             . "LOCK TABLE sophon_events IN ACCESS EXCLUSIVE MODE;\n";
-
-    my ($held) = wait_until(5, 0.02, sub { lock_held() > 0 });
-    die "the table lock was not taken in 5 s\n" if !$held;
-}
-
-# commits: psql executes each statement as it reads it, then ends at the
-# end of its input
-sub unlock_table {
-    return if !$Locker;
-
-    {
-        local $SIG{PIPE} = 'IGNORE';
-        print $LockerIn "COMMIT;\n";
-        close $LockerIn;
-    }
-
-    reap($Locker, 5);
-    ($Locker, $LockerIn) = ();
-
-    my ($free) = wait_until(5, 0.02, sub { lock_held() == 0 });
-    die "the table lock is still held\n" if !$free;
-}
-
-
-# --------------------------------------------------------------------------
-# nginx's processes
-
-sub master_pid {
-    open my $fh, '<', server_root() . '/logs/nginx.pid' or return undef;
-    my $pid = <$fh>;
-    return defined $pid && $pid =~ /(\d+)/ ? $1 : undef;
-}
-
-sub alive {
-    my ($pid) = @_;
-    return 0 if !kill 0, $pid;
-    open my $fh, '<', "/proc/$pid/stat" or return 0;
-    my $stat = <$fh> // '';
-    return $stat !~ /^\d+ \(.*\) [ZX]/s;
-}
-
-# Under valgrind (TEST_NGINX_USE_VALGRIND) every nginx process is a
-# valgrind process: its /proc/PID/cmdline is valgrind's command line, the
-# same for the master and its workers, since nginx writes its process
-# titles over the guest's copy of argv, which the kernel never shows.  The
-# master names each worker it spawns in the error log instead (a notice:
-# "start worker process PID").
-my $Valgrind = $ENV{TEST_NGINX_USE_VALGRIND};
-
-# the pids the master logged as the workers it spawned
-sub logged_workers {
-    my ($master) = @_;
-    return map { /\[notice\] $master#\d+: start worker process (\d+)$/
-                 ? ($1 => 1) : () }
-               @{ log_since(errlog(), 0) };
-}
-
-# the worker processes of the master, oldest first: its live children
-# whose title is a worker's (under valgrind: that it logged as its workers)
-sub worker_pids {
-    my $master = master_pid() // return ();
-    my %logged = $Valgrind ? logged_workers($master) : ();
-    my @pids;
-
-    for my $dir (glob '/proc/[0-9]*') {
-        my ($pid) = $dir =~ m{(\d+)$};
-        open my $fh, '<', "$dir/stat" or next;
-        my $stat = <$fh> // '';
-        next if $stat !~ /^\d+ \(.*\) (\S) (\d+)/s || $2 != $master
-                || $1 eq 'Z';
-        if ($Valgrind) {
-            push @pids, $pid if $logged{$pid};
-            next;
-        }
-        open my $cmd, '<', "$dir/cmdline" or next;
-        push @pids, $pid if (<$cmd> // '') =~ /worker process/;
-    }
-
-    return sort { $a <=> $b } @pids;
-}
-
+$SophonClient::LockerAppName = 'sophon_009_locker';
 
 # pid => the number of its backends waiting for the table lock: the
 # workers with a request in progress
@@ -214,7 +87,7 @@ sub lock_waiters_by_worker {
 # stops whatever is still running: clients, the table lock
 sub stop_helpers {
     stop_all_clients();
-    eval { unlock_table() } if $Locker;
+    eval { unlock_table() };
 }
 
 add_cleanup_handler(\&stop_helpers);

@@ -7,8 +7,10 @@
 # written to stderr (which is the error log file, raw, in a daemon).  And a
 # host *name* in sophon_events_db, which libpq would resolve with a
 # blocking getaddrinfo() in the worker, is refused at startup (nginx -t),
-# unless hostaddr= is given; addresses and Unix-socket directories are
-# accepted.
+# unless hostaddr= gives it an address (position by position, in lists);
+# addresses and Unix-socket directories are accepted.  gssencmode other
+# than disable is refused at startup too, and an operator's
+# fallback_application_name is kept.
 #
 # The lines are checked at log level info: at debug, nginx's own core
 # logs the response header as it is, one line per header.
@@ -84,6 +86,19 @@ sub scenario_stamped {
     is(scalar @bad, 0, "$name - every line of error.log starts with nginx's"
                        . " timestamp")
         or diag(join '', map { "  [$_]\n" } @bad[0 .. ($#bad < 9 ? $#bad : 9)]);
+}
+
+# the module's backend carries the operator's fallback_application_name
+sub scenario_app_name {
+    my ($block) = @_;
+    my $name = $block->name;
+    my $q = "SELECT count(*) FROM pg_stat_activity"
+            . " WHERE usename = 'sophon_reader' AND application_name = '%s'";
+
+    my ($mine) = wait_until(3, 0.1, sub {
+        psql_rows(sprintf($q, 'mine'), admin_conninfo('postgres'))->[0][0]
+    });
+    ok($mine, "$name - the module's backend shows application_name 'mine'");
 }
 
 run_tests();
@@ -169,6 +184,68 @@ GET /SophonFace/api/events?per_page=1
 ["^200\$", "^200\$", "^(?:200|503)\$"]
 --- response_body_like eval
 ['"total_count":[1-9]', '"total_count":[1-9]', '.']
+--- no_error_log
+[alert]
+[crit]
+[emerg]
+
+
+
+=== TEST 5: gssencmode=prefer is refused at startup
+--- config
+    location = /SophonFace/api/events {
+        sophon_events;
+        sophon_events_db "host=127.0.0.1 port=$TEST_NGINX_SOPHON_PGPORT dbname=sophon user=sophon_reader gssencmode=prefer";
+    }
+--- request
+GET /SophonFace/api/events?per_page=1
+--- must_die
+--- error_log eval
+[qr{\[emerg\].*gssencmode}]
+
+
+
+=== TEST 6: host lists: a name with its own address in hostaddr, then an address with an empty hostaddr position, is accepted
+--- config
+    location = /SophonFace/api/events {
+        sophon_events;
+        sophon_events_db "host=db1,127.0.0.1 hostaddr=127.0.0.1, port=$TEST_NGINX_SOPHON_PGPORT dbname=sophon user=sophon_reader";
+    }
+--- request
+GET /SophonFace/api/events?per_page=1
+--- error_code: 200
+--- response_body_like: "total_count":[1-9]
+--- no_error_log
+[alert]
+[crit]
+[emerg]
+
+
+
+=== TEST 7: host lists: a name at a position whose hostaddr is empty is refused at startup, named
+--- config
+    location = /SophonFace/api/events {
+        sophon_events;
+        sophon_events_db "host=127.0.0.1,db2 hostaddr=127.0.0.1, port=$TEST_NGINX_SOPHON_PGPORT dbname=sophon user=sophon_reader";
+    }
+--- request
+GET /SophonFace/api/events?per_page=1
+--- must_die
+--- error_log eval
+[qr{\[emerg\].*"host=db2"}]
+
+
+
+=== TEST 8: the operator's fallback_application_name is kept: the module's backend shows it
+--- config
+    location = /SophonFace/api/events {
+        sophon_events;
+        sophon_events_db "host=127.0.0.1 port=$TEST_NGINX_SOPHON_PGPORT dbname=sophon user=sophon_reader fallback_application_name=mine";
+    }
+--- request
+GET /SophonFace/api/events?per_page=1
+--- error_code: 200
+--- scenario: app_name
 --- no_error_log
 [alert]
 [crit]

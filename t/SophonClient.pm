@@ -3,7 +3,8 @@ package SophonClient;
 # What the tests that talk to nginx and PostgreSQL over their own sockets
 # share (t/009-clients.t, t/015-slow-client.t, t/016-sessions.t, ...): the
 # database through psql as the superuser ($TEST_NGINX_SOPHON_ADMIN_DB), the
-# module's backends in pg_stat_activity, the worker's sockets in /proc, raw
+# module's backends in pg_stat_activity, a table lock that makes its
+# queries wait, nginx's master and workers and their sockets in /proc, raw
 # HTTP clients (blocking, non-blocking, slow), responses parsed and checked
 # against SophonTest's oracle, and forked clients bounded in count and time.
 #
@@ -33,6 +34,8 @@ our @EXPORT_OK = qw(
     request_text http_send http_pump parse_http check_page full_request
     served_by slow_read close_rst start_clients stop_clients
     wait_clients stop_all_clients use_scenarios nginx_accepts files_under open_files_under
+    lock_table unlock_table lock_held lock_waiters
+    master_pid alive worker_pids
 );
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
 
@@ -40,6 +43,9 @@ our $Api = '/SophonFace/api/events';
 
 # psql's application_name: the module's own is 'nginx sophon_events'
 our $AppName = 'sophon_test_check';
+
+# the application_name of lock_table()'s background psql
+our $LockerAppName = 'sophon_test_locker';
 
 my $JSON = eval { require JSON::XS; 'JSON::XS' } || 'JSON::PP';
 my $json = $JSON->new->utf8;
@@ -158,6 +164,86 @@ sub reap {
 }
 
 # --------------------------------------------------------------------------
+# The slow query: a table lock held by a background psql
+#
+# lock_table(MAX) starts a psql (application_name $LockerAppName) that
+# holds ACCESS EXCLUSIVE on sophon_events, which every query of the module
+# waits for, until unlock_table() commits; its
+# idle_in_transaction_session_timeout of MAX seconds, or the end of its
+# input (this script's end), releases it otherwise.  Callers run
+# unlock_table() in their cleanup: it does nothing when no lock is held.
+
+my ($Locker, $LockerIn);
+
+# the module's backends (as sophon_reader) waiting for a lock
+sub lock_waiters {
+    return scalar grep { $_->{user} eq 'sophon_reader' && $_->{wait} eq 'Lock' }
+                       @{ module_backends() };
+}
+
+# whether the table lock is granted (the count of such locks)
+sub lock_held {
+    return psql_rows(
+        "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+        . " WHERE c.relname = 'sophon_events'"
+        . " AND l.mode = 'AccessExclusiveLock' AND l.granted")->[0][0];
+}
+
+sub lock_table {
+    my ($max) = @_;    # seconds: released then at the latest
+
+    die "a lock is already held\n" if $Locker;
+
+    pipe(my $r, my $w) or die "pipe: $!\n";
+
+    my $pid = fork;
+    die "fork: $!\n" if !defined $pid;
+
+    if ($pid == 0) {
+        $SIG{$_} = 'DEFAULT' for qw(INT TERM HUP);
+        close $w;
+        open STDIN, '<&', $r;
+        open STDOUT, '>', '/dev/null';
+        open STDERR, '>', '/dev/null';
+        $ENV{PGAPPNAME} = $LockerAppName;
+        $ENV{PGCONNECT_TIMEOUT} = 5;
+        exec('psql', admin_conninfo(), '-X', '-q',
+             '-v', 'ON_ERROR_STOP=1', '-f', '-')
+            or POSIX::_exit(127);
+    }
+
+    close $r;
+    $w->autoflush(1);
+    ($Locker, $LockerIn) = ($pid, $w);
+
+    local $SIG{PIPE} = 'IGNORE';
+    print $w "SET idle_in_transaction_session_timeout = '${max}s';\n"
+             . "BEGIN;\n"
+             . "LOCK TABLE sophon_events IN ACCESS EXCLUSIVE MODE;\n";
+
+    my ($held) = wait_until(5, 0.02, sub { lock_held() > 0 });
+    die "the table lock was not taken in 5 s\n" if !$held;
+}
+
+# commits: psql executes each statement as it reads it, then ends at the
+# end of its input
+sub unlock_table {
+    return if !$Locker;
+
+    {
+        local $SIG{PIPE} = 'IGNORE';
+        print $LockerIn "COMMIT;\n";
+        close $LockerIn;
+    }
+
+    reap($Locker, 5);
+    ($Locker, $LockerIn) = ();
+
+    my ($free) = wait_until(5, 0.02, sub { lock_held() == 0 });
+    die "the table lock is still held\n" if !$free;
+}
+
+# --------------------------------------------------------------------------
 # nginx's logs and sockets
 
 sub errlog { server_root() . '/logs/error.log' }
@@ -241,21 +327,23 @@ sub request_text {
 # connects and sends the request; undef and $! when the connection fails.
 # Options: method => 'HEAD'; rcvbuf => BYTES, the client's SO_RCVBUF, set
 # before connect so that the TCP window is small from the start (a slow
-# client then holds back the server after a few KB, not megabytes).
+# client then holds back the server after a few KB, not megabytes);
+# port => PORT, another port of nginx's (default: the server's).
 sub http_send {
     my ($qs, %opt) = @_;
     my $sock;
+    my $port = $opt{port} || server_port();
 
     if ($opt{rcvbuf}) {
         socket($sock, AF_INET, SOCK_STREAM, 0) or return undef;
         setsockopt($sock, SOL_SOCKET, SO_RCVBUF, $opt{rcvbuf}) or return undef;
-        connect($sock, sockaddr_in(server_port(), inet_aton('127.0.0.1')))
+        connect($sock, sockaddr_in($port, inet_aton('127.0.0.1')))
             or return undef;
         binmode $sock;
 
     } else {
         $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-                                      PeerPort => server_port(),
+                                      PeerPort => $port,
                                       Proto => 'tcp', Timeout => 5)
             or return undef;
     }
@@ -605,6 +693,62 @@ sub use_scenarios {
 
 # --------------------------------------------------------------------------
 # nginx and its files
+
+# the master's pid (with master_on; else nginx's), from its pid file
+sub master_pid {
+    open my $fh, '<', server_root() . '/logs/nginx.pid' or return undef;
+    my $pid = <$fh>;
+    return defined $pid && $pid =~ /(\d+)/ ? $1 : undef;
+}
+
+# whether a process runs (a zombie does not)
+sub alive {
+    my ($pid) = @_;
+    return 0 if !kill 0, $pid;
+    open my $fh, '<', "/proc/$pid/stat" or return 0;
+    my $stat = <$fh> // '';
+    return $stat !~ /^\d+ \(.*\) [ZX]/s;
+}
+
+# Under valgrind (TEST_NGINX_USE_VALGRIND) every nginx process is a
+# valgrind process: its /proc/PID/cmdline is valgrind's command line, the
+# same for the master and its workers, since nginx writes its process
+# titles over the guest's copy of argv, which the kernel never shows.  The
+# master names each worker it spawns in the error log instead (a notice:
+# "start worker process PID").
+
+# the pids the master logged as the workers it spawned
+sub logged_workers {
+    my ($master) = @_;
+    return map { /\[notice\] $master#\d+: start worker process (\d+)$/
+                 ? ($1 => 1) : () }
+               @{ log_since(errlog(), 0) };
+}
+
+# the worker processes of the master, oldest first: its live children
+# whose title is a worker's (under valgrind: that it logged as its workers)
+sub worker_pids {
+    my $master = master_pid() // return ();
+    my $valgrind = $ENV{TEST_NGINX_USE_VALGRIND};
+    my %logged = $valgrind ? logged_workers($master) : ();
+    my @pids;
+
+    for my $dir (glob '/proc/[0-9]*') {
+        my ($pid) = $dir =~ m{(\d+)$};
+        open my $fh, '<', "$dir/stat" or next;
+        my $stat = <$fh> // '';
+        next if $stat !~ /^\d+ \(.*\) (\S) (\d+)/s || $2 != $master
+                || $1 eq 'Z';
+        if ($valgrind) {
+            push @pids, $pid if $logged{$pid};
+            next;
+        }
+        open my $cmd, '<', "$dir/cmdline" or next;
+        push @pids, $pid if (<$cmd> // '') =~ /worker process/;
+    }
+
+    return sort { $a <=> $b } @pids;
+}
 
 # (1 or 0, what nginx said): whether nginx -t accepts this http{} content
 # with the module loaded; for a test that must not start a server whose

@@ -170,7 +170,10 @@ sub expand_env ($$$) {
 
 sub free_port {
     my ($name, $rand_ports) = @_;
-    my %used = map { $_ => 1 } $ServerPort, values %$rand_ports;
+    # the port being picked is already in %$rand_ports, undefined (the
+    # caller's //= made its element before calling)
+    my %used = map { $_ => 1 } $ServerPort,
+                               grep { defined } values %$rand_ports;
     for (1 .. 1000) {
         my $port = 1985 + int rand(65535 - 1985);
         next if $used{$port};
