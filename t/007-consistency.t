@@ -593,7 +593,7 @@ main::live_requests('', 50)
 --- error_code eval
 [200, 200]
 --- response_body_like eval
-["\"total_count\":$main::Rows\\}\\}\$", "\"total_count\":$main::Rows\\}\\}\$"]
+["\"total_count\":$main::Rows,\"next\":(?:null|\"[0-9a-f]+\")\\}\\}\$", "\"total_count\":$main::Rows,\"next\":(?:null|\"[0-9a-f]+\")\\}\\}\$"]
 --- no_error_log
 [error]
 

@@ -180,6 +180,6 @@ GET /odd?datetime_gte=1100000000&datetime_lte=1100000100&with_feature=0
 GET /odd?datetime_gte=1100000000&datetime_lte=1100000100&with_feature=1&per_page=2
 --- error_code: 200
 --- response_body chomp
-{"data":[{"_id": "1100000006.000001", "common": {"recognize_face_attr": {"age": "20", "box": [1, 2], "feature": [0.5, 0.0000001, -3]}}, "timestamp": 1100000006},{"_id": "1100000005.000001", "common": {"recognize_face_attr": {"feature": null}}, "timestamp": 1100000005}],"pagination":{"num_pages":3,"page":0,"per_page":2,"total_count":6,"next":null}}
+{"data":[{"_id": "1100000006.000001", "common": {"recognize_face_attr": {"age": "20", "box": [1, 2], "feature": [0.5, 0.0000001, -3]}}, "timestamp": 1100000006},{"_id": "1100000005.000001", "common": {"recognize_face_attr": {"feature": null}}, "timestamp": 1100000005}],"pagination":{"num_pages":3,"page":0,"per_page":2,"total_count":6,"next":"01d73bdf49000000010a31313030303030303035313130303030303030352e303030303031"}}
 --- no_error_log
 [error]
