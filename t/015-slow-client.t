@@ -136,12 +136,19 @@ sub scenario_slow_one_connection {
                                 . " temporary file under $dir")
         or diag("no open file under $dir");
 
-    # a page of 12 MB does not sit in the worker's memory
+    # a page of 12 MB does not sit in the worker's memory; under ASan or
+    # valgrind the resident set also holds their quarantine of freed
+    # blocks (each row's result is freed at once), so it says nothing
     my ($rss_max) = sort { $b <=> $a } @rss;
-    ok(defined $rss_max && $rss_max - $rss_before < 4096,
-       "$name - the worker's RSS grows by less than 4 MB while it holds"
-       . " the 12 MB page for the slow client ($rss_before kB, then at most"
-       . " " . ($rss_max // '?') . " kB)");
+    SKIP: {
+        skip "$name - the RSS of a worker under ASan or valgrind", 1
+            if $ENV{SOPHON_SANITIZE} || $ENV{TEST_NGINX_USE_VALGRIND};
+
+        ok(defined $rss_max && $rss_max - $rss_before < 4096,
+           "$name - the worker's RSS grows by less than 4 MB while it holds"
+           . " the 12 MB page for the slow client ($rss_before kB, then at"
+           . " most " . ($rss_max // '?') . " kB)");
+    }
 
     # the slow client
     is($end, 'timeout', "$name - the slow client was still reading after"
