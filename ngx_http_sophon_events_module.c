@@ -296,23 +296,9 @@ ngx_http_sophon_events_start(ngx_http_request_t *r,
 static void
 ngx_http_sophon_events_write_handler(ngx_http_request_t *r)
 {
-    ngx_event_t                   *wev;
     ngx_http_sophon_events_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_sophon_events_module);
-    wev = r->connection->write;
-
-    if (wev->timedout) {
-        r->connection->timedout = 1;
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, NGX_ETIMEDOUT,
-                      "sophon_events: the client timed out");
-
-        /* the statement, if any, is read on for nobody */
-        ctx->done = 1;
-        ngx_http_sophon_events_query_detach(ctx);
-        ngx_http_finalize_request(r, NGX_HTTP_REQUEST_TIME_OUT);
-        return;
-    }
 
     ngx_http_sophon_events_query_client(ctx);
 }

@@ -39,6 +39,8 @@ static ngx_int_t ngx_http_sophon_events_next_buf(
     ngx_http_sophon_events_ctx_t *ctx);
 static void ngx_http_sophon_events_queue_buf(
     ngx_http_sophon_events_ctx_t *ctx);
+static void ngx_http_sophon_events_append(ngx_http_sophon_events_ctx_t *ctx,
+    ngx_chain_t *cl);
 static ngx_int_t ngx_http_sophon_events_write(
     ngx_http_sophon_events_ctx_t *ctx, const u_char *data, size_t len);
 static ngx_int_t ngx_http_sophon_events_spill_start(
@@ -422,6 +424,16 @@ ngx_http_sophon_events_queue_buf(ngx_http_sophon_events_ctx_t *ctx)
     cl = ctx->cl;
     ctx->cl = NULL;
 
+    ngx_http_sophon_events_append(ctx, cl);
+}
+
+
+/* to the end of the chain waiting to be sent: a buffer or a file stretch */
+
+static void
+ngx_http_sophon_events_append(ngx_http_sophon_events_ctx_t *ctx,
+    ngx_chain_t *cl)
+{
     cl->next = NULL;
     *ctx->last_out = cl;
     ctx->last_out = &cl->next;
@@ -687,15 +699,17 @@ ngx_http_sophon_events_queue_file(ngx_http_sophon_events_ctx_t *ctx)
 
     ctx->file_queued = b->file_last;
 
-    cl->next = NULL;
-    *ctx->last_out = cl;
-    ctx->last_out = &cl->next;
+    ngx_http_sophon_events_append(ctx, cl);
 
     return NGX_OK;
 }
 
 
-/* has the client still to take a stretch of the file? */
+/*
+ * has the client still to take a stretch of the file?  A stretch queued
+ * is handed to nginx in the same call (output_flush): only "busy" holds
+ * one
+ */
 
 static ngx_uint_t
 ngx_http_sophon_events_file_busy(ngx_http_sophon_events_ctx_t *ctx)
@@ -704,12 +718,6 @@ ngx_http_sophon_events_file_busy(ngx_http_sophon_events_ctx_t *ctx)
 
     for (cl = ctx->busy; cl; cl = cl->next) {
         if (cl->buf->in_file && cl->buf->file_pos < cl->buf->file_last) {
-            return 1;
-        }
-    }
-
-    for (cl = ctx->out; cl; cl = cl->next) {
-        if (cl->buf->in_file) {
             return 1;
         }
     }

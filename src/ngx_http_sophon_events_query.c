@@ -316,18 +316,15 @@ ngx_http_sophon_events_query_handler(ngx_http_sophon_events_conn_t *conn)
 
     q = conn->data;
 
-    if (q->ctx == NULL) {
-        ngx_http_sophon_events_query_read(q);
-        return;
-    }
-
     /* the request may end here: run what it posted, as upstream does */
 
-    c = q->ctx->request->connection;
+    c = q->ctx ? q->ctx->request->connection : NULL;
 
     ngx_http_sophon_events_query_read(q);
 
-    ngx_http_run_posted_requests(c);
+    if (c) {
+        ngx_http_run_posted_requests(c);
+    }
 }
 
 
@@ -845,7 +842,19 @@ ngx_http_sophon_events_query_detach(ngx_http_sophon_events_ctx_t *ctx)
 void
 ngx_http_sophon_events_query_client(ngx_http_sophon_events_ctx_t *ctx)
 {
-    ngx_int_t  rc;
+    ngx_int_t     rc;
+    ngx_event_t  *wev;
+
+    wev = ctx->request->connection->write;
+
+    if (wev->timedout) {
+        /* the statement, if any, is read on for nobody */
+        ctx->request->connection->timedout = 1;
+        ngx_http_sophon_events_request_failed(ctx, NGX_LOG_INFO,
+                                              NGX_HTTP_REQUEST_TIME_OUT,
+                                              "the client timed out");
+        return;
+    }
 
     /* the client's write events also come while we wait for a connection */
 

@@ -257,17 +257,24 @@ sub log_since {
     return [ <$fh> ];
 }
 
-# local TCP port => pid, for the sockets of these processes
-sub ports_of {
-    my @pids = @_;
-    my (%inode, %port);
+# socket inode => pid, for the open sockets of these processes
+sub socket_inodes {
+    my %inode;
 
-    for my $pid (@pids) {
+    for my $pid (@_) {
         for my $fd (glob "/proc/$pid/fd/*") {
             my $link = readlink($fd) // next;
             $inode{$1} = $pid if $link =~ /^socket:\[(\d+)\]/;
         }
     }
+
+    return %inode;
+}
+
+# local TCP port => pid, for the sockets of these processes
+sub ports_of {
+    my %inode = socket_inodes(@_);
+    my %port;
 
     for my $file ('/proc/net/tcp', '/proc/net/tcp6') {
         open my $fh, '<', $file or next;
@@ -289,16 +296,10 @@ sub ports_of {
 # connection being opened or closed) can be listed twice; it is one socket.
 sub db_sockets {
     my @pids = @_;
-    my (%inode, %n, %seen);
+    my %inode = socket_inodes(@pids);
+    my %n = map { $_ => 0 } @pids;
+    my %seen;
     my $pgport = sprintf '%04X', $ENV{TEST_NGINX_SOPHON_PGPORT};
-
-    for my $pid (@pids) {
-        $n{$pid} = 0;
-        for my $fd (glob "/proc/$pid/fd/*") {
-            my $link = readlink($fd) // next;
-            $inode{$1} = $pid if $link =~ /^socket:\[(\d+)\]/;
-        }
-    }
 
     for my $file ('/proc/net/tcp', '/proc/net/tcp6') {
         open my $fh, '<', $file or next;
