@@ -708,7 +708,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     num = take();
 
     conf.bufs.num = 1 + num % 8;
-    conf.bufs.size = 1 + (take() | (take() << 8)) % ((flags & 0x20) ? 64 : 8192);
+    conf.bufs.size = 1 + (take() | (take() << 8))
+                         % ((flags & 0x20) ? 64 : 8192);
 
     cap = (flags & 0x80) ? take() | (take() << 8) : NO_CAP;
 
