@@ -6,8 +6,10 @@
  * owns and recycles, then in a temporary file while the client is behind.
  *
  * yajl writes the envelope ('{"data":[', the pagination block, errors);
- * each event is the text of its jsonb column, which PostgreSQL guarantees
- * is valid JSON, copied between the envelope's brackets as it is.
+ * each event is the text of its json column, the bytes its writer wrote,
+ * which PostgreSQL checked as valid JSON on insert, copied between the
+ * envelope's brackets as they are (with_feature=0: without the vector,
+ * feature.c).
  *
  * The database is read at its own speed, never the client's (query.c).
  * At most sophon_events_buffers buffers exist per request; when all of
@@ -23,6 +25,7 @@
 
 #include "ngx_http_sophon_events_output.h"
 #include "ngx_http_sophon_events_cursor.h"
+#include "ngx_http_sophon_events_feature.h"
 
 
 #define NGX_HTTP_SOPHON_EVENTS_TAG                                            \
@@ -43,6 +46,8 @@ static void ngx_http_sophon_events_append(ngx_http_sophon_events_ctx_t *ctx,
     ngx_chain_t *cl);
 static ngx_int_t ngx_http_sophon_events_write(
     ngx_http_sophon_events_ctx_t *ctx, const u_char *data, size_t len);
+static ngx_int_t ngx_http_sophon_events_write_piece(void *data,
+    const u_char *p, size_t len);
 static ngx_int_t ngx_http_sophon_events_spill_start(
     ngx_http_sophon_events_ctx_t *ctx);
 static ngx_int_t ngx_http_sophon_events_spill_write(
@@ -147,7 +152,15 @@ ngx_http_sophon_events_output_row(ngx_http_sophon_events_ctx_t *ctx,
         }
     }
 
-    rc = ngx_http_sophon_events_write(ctx, doc, len);
+    if (ctx->args.with_feature) {
+        rc = ngx_http_sophon_events_write(ctx, doc, len);
+
+    } else {
+        rc = ngx_http_sophon_events_feature_cut(doc, len,
+                                        ngx_http_sophon_events_write_piece,
+                                        ctx);
+    }
+
     if (rc != NGX_OK) {
         return rc;
     }
@@ -571,6 +584,15 @@ ngx_http_sophon_events_write(ngx_http_sophon_events_ctx_t *ctx,
     }
 
     return NGX_OK;
+}
+
+
+/* a stretch of a document that with_feature=0 keeps (feature.c) */
+
+static ngx_int_t
+ngx_http_sophon_events_write_piece(void *data, const u_char *p, size_t len)
+{
+    return ngx_http_sophon_events_write(data, p, len);
 }
 
 

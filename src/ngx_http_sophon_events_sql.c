@@ -4,11 +4,13 @@
  *
  * ngx_http_sophon_events_module: the statement, built from the filter set.
  *
- * Its text depends only on which filters are present, on with_feature and
- * on whether the documents are wanted at all (HEAD), never on the values:
+ * Its text depends only on which filters are present, on whether the
+ * documents are wanted at all (HEAD) and on after=, never on the values:
  * those are always bound parameters, lists included (one array parameter
  * each).  So a connection prepares each shape once, and at most
- * 2^(NFILTERS + 2) shapes exist.  Parameters: $1 the page's limit, $2 its
+ * 2^(NFILTERS + 2) shapes exist.  with_feature=0 is not the database's
+ * business: the documents are sent as they are stored, and feature.c cuts
+ * the vector out of each on its way to the client.  Parameters: $1 the page's limit, $2 its
  * offset, $3 top_k (NULL: none), all three int8, then the filters present,
  * in the filters' order.
  *
@@ -68,17 +70,13 @@
      | ngx_http_sophon_events_bit(NGX_HTTP_SOPHON_EVENTS_STREAMS)             \
      | ngx_http_sophon_events_bit(NGX_HTTP_SOPHON_EVENTS_USER_TYPE))
 
-/* the shape's bits past the filters': leave the feature vector out */
-#define NGX_HTTP_SOPHON_EVENTS_NO_FEATURE                                     \
-    ngx_http_sophon_events_bit(NGX_HTTP_SOPHON_EVENTS_NFILTERS)
-
-/* the total alone */
+/* the shape's bits past the filters': the total alone */
 #define NGX_HTTP_SOPHON_EVENTS_TOTAL_ONLY                                     \
-    ngx_http_sophon_events_bit(NGX_HTTP_SOPHON_EVENTS_NFILTERS + 1)
+    ngx_http_sophon_events_bit(NGX_HTTP_SOPHON_EVENTS_NFILTERS)
 
 /* the page after a cursor */
 #define NGX_HTTP_SOPHON_EVENTS_AFTER                                          \
-    ngx_http_sophon_events_bit(NGX_HTTP_SOPHON_EVENTS_NFILTERS + 2)
+    ngx_http_sophon_events_bit(NGX_HTTP_SOPHON_EVENTS_NFILTERS + 1)
 
 #define NGX_HTTP_SOPHON_EVENTS_INT8OID  20
 
@@ -149,17 +147,10 @@ ngx_http_sophon_events_sql_shape(ngx_http_sophon_events_query_args_t *args)
     }
 
     if (args->total_only) {
-        /* with_feature changes no total */
         shape |= NGX_HTTP_SOPHON_EVENTS_TOTAL_ONLY;
 
-    } else {
-        if (!args->with_feature) {
-            shape |= NGX_HTTP_SOPHON_EVENTS_NO_FEATURE;
-        }
-
-        if (args->after) {
-            shape |= NGX_HTTP_SOPHON_EVENTS_AFTER;
-        }
+    } else if (args->after) {
+        shape |= NGX_HTTP_SOPHON_EVENTS_AFTER;
     }
 
     return shape;
@@ -174,8 +165,7 @@ ngx_http_sophon_events_sql_text(ngx_pool_t *pool, ngx_uint_t shape,
     size_t       len;
     ngx_uint_t   filters, after;
 
-    filters = shape & ~(NGX_HTTP_SOPHON_EVENTS_NO_FEATURE
-                        | NGX_HTTP_SOPHON_EVENTS_TOTAL_ONLY
+    filters = shape & ~(NGX_HTTP_SOPHON_EVENTS_TOTAL_ONLY
                         | NGX_HTTP_SOPHON_EVENTS_AFTER);
 
     /* the cursor's parameters follow the filters' */
@@ -205,24 +195,8 @@ ngx_http_sophon_events_sql_text(ngx_pool_t *pool, ngx_uint_t shape,
     p = ngx_http_sophon_events_sql_total(p, last, filters);
     p = ngx_slprintf(p, last,
                      " AS n) SELECT least(t.n, $3::int8), p.doc, p.ts, p.id"
-                     " FROM t LEFT JOIN LATERAL (SELECT ");
-
-    if (shape & NGX_HTTP_SOPHON_EVENTS_NO_FEATURE) {
-        /*
-         * #- fails on a path through an array: only an object loses its
-         * "feature"; and what is left out is never converted to text
-         */
-        p = ngx_slprintf(p, last,
-                         "CASE WHEN jsonb_typeof(e.doc -> 'common'"
-                         " -> 'recognize_face_attr') = 'object'"
-                         " THEN e.doc #- '{common,recognize_face_attr,feature}'"
-                         " ELSE e.doc END AS doc");
-
-    } else {
-        p = ngx_slprintf(p, last, "e.doc");
-    }
-
-    p = ngx_slprintf(p, last, ", p.ts, p.id FROM (");
+                     " FROM t LEFT JOIN LATERAL (SELECT"
+                     " e.doc, p.ts, p.id FROM (");
 
     if ((filters & ~NGX_HTTP_SOPHON_EVENTS_COUNTED) || after) {
         p = ngx_http_sophon_events_sql_ids(p, last, filters, after,

@@ -21,11 +21,11 @@
 #define NGX_HTTP_SOPHON_EVENTS_TYPED_PARAMS  3
 
 /*
- * one shape per filter set, with_feature, HEAD (the total alone) and
- * after=: the filters' bits, then those three
+ * one shape per filter set, HEAD (the total alone) and after=: the
+ * filters' bits, then those two
  */
 #define NGX_HTTP_SOPHON_EVENTS_SHAPES                                         \
-    (1 << (NGX_HTTP_SOPHON_EVENTS_NFILTERS + 3))
+    (1 << (NGX_HTTP_SOPHON_EVENTS_NFILTERS + 2))
 
 
 /* which shapes a server session has prepared, one bit each */

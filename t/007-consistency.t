@@ -127,7 +127,7 @@ sub insert_sql {
     my (@docs) = @_;
     return "INSERT INTO sophon_events (doc) VALUES "
            . join(', ', map { (my $t = $json->encode($_)) =~ s/'/''/g;
-                              "('$t'::jsonb)" } @docs)
+                              "('$t')" } @docs)
            . ";\n";
 }
 
@@ -161,7 +161,7 @@ sub churn_delete_script {
     my $row = "(SELECT id FROM sophon_events WHERE device_id = '$ChurnDevice'"
               . " ORDER BY random() LIMIT 1)";
     my $delete = "DELETE FROM sophon_events WHERE id = $row;\n";
-    my $retype = "UPDATE sophon_events SET doc = jsonb_set(doc,"
+    my $retype = "UPDATE sophon_events SET doc = jsonb_set(doc::jsonb,"
                  . " '{common,person_type}', to_jsonb(person_type % 5 + 1))"
                  . " WHERE id = $row;\n";
 

@@ -193,14 +193,17 @@ sub expected {
     }
 
     my @events = map { $_->{doc} } @page;
+    my @lines = map { $_->{line} } @page;
 
     # with_feature=0|false: each event without its feature vector
     if (defined $q->{with_feature} && $q->{with_feature} =~ /^(?:0|false)$/) {
         @events = map { without_feature($_) } @events;
+        @lines = map { line_without_feature($_) } @lines;
     }
 
     return {
         events => \@events,
+        lines => \@lines,
         pagination => {
             num_pages => int(($total + $per_page - 1) / $per_page),
             page => $page + 0,
@@ -253,8 +256,27 @@ sub without_feature {
                                 recognize_face_attr => \%attr } };
 }
 
+# a fixture line without its feature vector, as with_feature=0 sends it:
+# the fixtures' one "feature" is always a later member, with the comma
+# before it
+sub line_without_feature {
+    my ($line) = @_;
+    my $n = () = $line =~ /"feature"/g;
+
+    die "a fixture line has $n \"feature\" keys: line_without_feature"
+        . " knows only lines with one\n" if $n > 1;
+
+    return $line if $n == 0;
+
+    (my $cut = $line) =~ s/,"feature":\[[^\]]*\]//
+        or die "a fixture line's \"feature\" is not a later member\n";
+
+    return $cut;
+}
+
 # add_response_body_check's callback: every body is JSON; a 200 from the
-# events location is exactly the page the fixtures give for its query
+# events location is exactly the page the fixtures give for its query, and
+# each event the bytes of its fixture line
 sub check_body {
     my ($block, $body, $req_idx, $repeated_req_idx, $dry_run) = @_;
     return if $dry_run;
@@ -294,6 +316,26 @@ sub check_body {
 
     is_deeply($data->{data}, $want->{events},
               "$name - each event is the stored document");
+
+    check_bytes($name, $body, $want->{lines});
+}
+
+# the body's "data" is the lines, byte for byte, in order
+sub check_bytes {
+    my ($name, $body, $lines) = @_;
+    my $want = '{"data":[' . join(',', @$lines) . '],"pagination":';
+    my $got = substr $body, 0, length $want;
+
+    return if ok($got eq $want,
+                 "$name - each event is its fixture line, byte for byte");
+
+    my $at = 0;
+    $at++ while $at < length $got
+                && substr($got, $at, 1) eq substr($want, $at, 1);
+
+    diag("first difference at byte $at: got "
+         . substr($got, $at > 40 ? $at - 40 : 0, 80) . "\n   expected "
+         . substr($want, $at > 40 ? $at - 40 : 0, 80));
 }
 
 # pagination.next: null on the last page, else the cursor of this page's
