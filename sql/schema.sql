@@ -181,8 +181,17 @@ CREATE INDEX IF NOT EXISTS sophon_events_identity_name
 -- sees counts and events that agree, however many writers there are.
 -- sophon_events_total() answers the filters these counts can (time window,
 -- cameras, person types) from them, and counts only the events of the two
--- partial hours at the window's ends.  Other filters count the matching
--- rows, through their own indexes.
+-- partial hours at the window's ends.
+--
+-- The people a box knows are few, their events many: the events are also
+-- counted per identity (identity_id and identity_name, as each event
+-- names them), and name= and identity_id, alone or together, are answered
+-- from those counts (the module's statement sums them).  A stranger's
+-- event names nobody (both empty) and is not counted there: no filter
+-- value is empty, so no such total needs it, and its counter would be one
+-- row that every stranger's insert on every camera waits for.  Other
+-- filters, and these with others, count the matching rows, through their
+-- own indexes.
 
 BEGIN;
 
@@ -207,6 +216,17 @@ CREATE TABLE IF NOT EXISTS sophon_event_totals (
     PRIMARY KEY (device_id, person_type)
 );
 
+-- NULLs are '' (no filter value is empty)
+CREATE TABLE IF NOT EXISTS sophon_event_identities (
+    identity_id     text NOT NULL,
+    identity_name   text NOT NULL,
+    n               bigint NOT NULL,
+    PRIMARY KEY (identity_id, identity_name)
+);
+
+CREATE INDEX IF NOT EXISTS sophon_event_identities_name
+    ON sophon_event_identities USING gin (identity_name gin_trgm_ops);
+
 -- The counts are trusted only because nobody but these triggers writes
 -- them: the trigger functions are SECURITY DEFINER, owned by the owner of
 -- the counts, so the writer role needs no privilege on the counts at all
@@ -229,18 +249,19 @@ END
 $$;
 
 -- adds the statement's rows (new_rows) and takes away the rows it removed
--- (old_rows) from both counts.  Every writing statement locks counters in
--- one global order (counts before totals, each in key order, an UPDATE's
--- old and new rows merged into one pass), so concurrent statements never
--- deadlock on the counters; a counter the statement leaves as it was is not
--- touched at all.  The rows' counters go through an array of
--- sophon_event_counts rows (n: +count or -count) so that the two upserts
--- are written, and their plans cached, once.
+-- (old_rows) from the three counts.  Every writing statement locks counters
+-- in one global order (counts, totals, identities, each in key order, an
+-- UPDATE's old and new rows merged into one pass), so concurrent statements
+-- never deadlock on the counters; a counter the statement leaves as it was
+-- is not touched at all.  The rows' counters go through arrays of counter
+-- rows (n: +count or -count) so that each upsert is written, and its plan
+-- cached, once.
 CREATE OR REPLACE FUNCTION sophon_events_count_rows()
 RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
 SET search_path FROM CURRENT AS $$
 DECLARE
     delta  sophon_event_counts[];
+    who    sophon_event_identities[];
 BEGIN
     IF TG_OP IN ('INSERT', 'UPDATE') THEN
         delta := ARRAY(
@@ -250,6 +271,15 @@ BEGIN
                            coalesce(device_id, '') AS device_id, person_type
                       FROM new_rows) r
              GROUP BY hour, device_id, person_type);
+
+        who := ARRAY(
+            SELECT (identity_id, identity_name,
+                    count(*))::sophon_event_identities
+              FROM (SELECT coalesce(identity_id, '') AS identity_id,
+                           coalesce(identity_name, '') AS identity_name
+                      FROM new_rows) r
+             WHERE identity_id <> '' OR identity_name <> ''
+             GROUP BY identity_id, identity_name);
     END IF;
 
     IF TG_OP IN ('DELETE', 'UPDATE') THEN
@@ -260,6 +290,15 @@ BEGIN
                            coalesce(device_id, '') AS device_id, person_type
                       FROM old_rows) r
              GROUP BY hour, device_id, person_type);
+
+        who := who || ARRAY(
+            SELECT (identity_id, identity_name,
+                    -count(*))::sophon_event_identities
+              FROM (SELECT coalesce(identity_id, '') AS identity_id,
+                           coalesce(identity_name, '') AS identity_name
+                      FROM old_rows) r
+             WHERE identity_id <> '' OR identity_name <> ''
+             GROUP BY identity_id, identity_name);
     END IF;
 
     INSERT INTO sophon_event_counts AS c
@@ -276,6 +315,15 @@ BEGIN
     ON CONFLICT (device_id, person_type)
     DO UPDATE SET n = t.n + excluded.n;
 
+    IF cardinality(who) > 0 THEN
+        INSERT INTO sophon_event_identities AS i
+        SELECT identity_id, identity_name, sum(n)
+          FROM unnest(who)
+         GROUP BY 1, 2 HAVING sum(n) <> 0 ORDER BY 1, 2
+        ON CONFLICT (identity_id, identity_name)
+        DO UPDATE SET n = i.n + excluded.n;
+    END IF;
+
     RETURN NULL;
 END
 $$;
@@ -284,7 +332,8 @@ CREATE OR REPLACE FUNCTION sophon_events_count_truncate()
 RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
 SET search_path FROM CURRENT AS $$
 BEGIN
-    TRUNCATE sophon_event_counts, sophon_event_totals;
+    TRUNCATE sophon_event_counts, sophon_event_totals,
+        sophon_event_identities;
     RETURN NULL;
 END
 $$;
@@ -307,7 +356,7 @@ $$;
 REVOKE EXECUTE ON FUNCTION sophon_events_count_rows(),
     sophon_events_count_truncate() FROM PUBLIC;
 
--- Rebuilds both counts from the events, for when something skipped the
+-- Rebuilds the three counts from the events, for when something skipped the
 -- triggers (session_replication_role = replica, pg_restore
 -- --disable-triggers, ALTER TABLE ... DISABLE TRIGGER) or wrote the counts
 -- by hand:
@@ -334,7 +383,7 @@ BEGIN
 
     LOCK TABLE sophon_events IN SHARE ROW EXCLUSIVE MODE;
 
-    -- one pass over the events; the four writes touch disjoint rows
+    -- two passes over the events; the six writes touch disjoint rows
     WITH fresh AS MATERIALIZED (
         SELECT sophon_events_hour(ts) AS hour,
                coalesce(device_id, '') AS device_id, person_type,
@@ -345,6 +394,14 @@ BEGIN
     fresh_totals AS MATERIALIZED (
         SELECT device_id, person_type, sum(n)::bigint AS n
           FROM fresh
+         GROUP BY 1, 2
+    ),
+    fresh_identities AS MATERIALIZED (
+        SELECT identity_id, identity_name, count(*) AS n
+          FROM (SELECT coalesce(identity_id, '') AS identity_id,
+                       coalesce(identity_name, '') AS identity_name
+                  FROM sophon_events) e
+         WHERE identity_id <> '' OR identity_name <> ''
          GROUP BY 1, 2
     ),
     -- a counter left at 0 by deletes is right, and stays
@@ -377,12 +434,29 @@ BEGIN
         ON CONFLICT (device_id, person_type)
         DO UPDATE SET n = excluded.n WHERE t.n <> excluded.n
         RETURNING 1
+    ),
+    stale_identities AS (
+        DELETE FROM sophon_event_identities i
+         WHERE i.n <> 0
+           AND NOT EXISTS (SELECT FROM fresh_identities f
+                            WHERE (f.identity_id, f.identity_name)
+                                  = (i.identity_id, i.identity_name))
+        RETURNING 1
+    ),
+    set_identities AS (
+        INSERT INTO sophon_event_identities AS i
+        SELECT * FROM fresh_identities ORDER BY 1, 2
+        ON CONFLICT (identity_id, identity_name)
+        DO UPDATE SET n = excluded.n WHERE i.n <> excluded.n
+        RETURNING 1
     )
     SELECT coalesce((SELECT sum(n) FROM fresh), 0),
            (SELECT count(*) FROM stale_counts)
            + (SELECT count(*) FROM set_counts)
            + (SELECT count(*) FROM stale_totals)
            + (SELECT count(*) FROM set_totals)
+           + (SELECT count(*) FROM stale_identities)
+           + (SELECT count(*) FROM set_identities)
       INTO events, corrected;
 END
 $$;
@@ -421,6 +495,17 @@ INSERT INTO sophon_event_totals
 SELECT device_id, person_type, sum(n)
   FROM sophon_event_counts
  WHERE NOT EXISTS (SELECT FROM sophon_event_totals)
+ GROUP BY 1, 2;
+
+-- and a table of an earlier release, without identities (a table with
+-- strangers alone is counted again, to nothing)
+INSERT INTO sophon_event_identities
+SELECT identity_id, identity_name, count(*)
+  FROM (SELECT coalesce(identity_id, '') AS identity_id,
+               coalesce(identity_name, '') AS identity_name
+          FROM sophon_events) e
+ WHERE (identity_id <> '' OR identity_name <> '')
+   AND NOT EXISTS (SELECT FROM sophon_event_identities)
  GROUP BY 1, 2;
 
 COMMIT;

@@ -26,7 +26,13 @@
  *
  * The total is sophon_events_total() when the filters are only a time
  * window, cameras and person types: the counts that sql/schema.sql keeps
- * with the events.  Otherwise it counts the matching rows, at most top_k:
+ * with the events.  When they are only name= and identity_id, it is the
+ * sum of the counts per identity that match:
+ *
+ *   (SELECT coalesce(sum(n), 0) FROM sophon_event_identities
+ *    WHERE identity_name ILIKE $n AND identity_id = $m)
+ *
+ * Otherwise it counts the matching rows, at most top_k:
  *
  *   (SELECT count(*) FROM (SELECT 1 FROM sophon_events
  *    WHERE <filters> LIMIT $3) m)
@@ -70,6 +76,11 @@
      | ngx_http_sophon_events_bit(NGX_HTTP_SOPHON_EVENTS_STREAMS)             \
      | ngx_http_sophon_events_bit(NGX_HTTP_SOPHON_EVENTS_USER_TYPE))
 
+/* the filters that the counts per identity answer, alone or together */
+#define NGX_HTTP_SOPHON_EVENTS_IDENTITY                                       \
+    (ngx_http_sophon_events_bit(NGX_HTTP_SOPHON_EVENTS_NAME)                  \
+     | ngx_http_sophon_events_bit(NGX_HTTP_SOPHON_EVENTS_IDENTITY_ID))
+
 /* the shape's bits past the filters': the total alone */
 #define NGX_HTTP_SOPHON_EVENTS_TOTAL_ONLY                                     \
     ngx_http_sophon_events_bit(NGX_HTTP_SOPHON_EVENTS_NFILTERS)
@@ -92,6 +103,7 @@ static u_char *ngx_http_sophon_events_sql_total(u_char *p, u_char *last,
     ngx_uint_t filters);
 static ngx_uint_t ngx_http_sophon_events_sql_param(ngx_uint_t filters,
     ngx_uint_t filter);
+static ngx_uint_t ngx_http_sophon_events_sql_counted(ngx_uint_t filters);
 
 
 /* each filter's condition; "%ui" is its parameter's number */
@@ -198,7 +210,7 @@ ngx_http_sophon_events_sql_text(ngx_pool_t *pool, ngx_uint_t shape,
                      " FROM t LEFT JOIN LATERAL (SELECT"
                      " e.doc, p.ts, p.id FROM (");
 
-    if ((filters & ~NGX_HTTP_SOPHON_EVENTS_COUNTED) || after) {
+    if (!ngx_http_sophon_events_sql_counted(filters) || after) {
         p = ngx_http_sophon_events_sql_ids(p, last, filters, after,
                                            "ts DESC, id DESC");
         p = ngx_slprintf(p, last, " LIMIT $1::int8 OFFSET $2::int8");
@@ -277,6 +289,18 @@ ngx_http_sophon_events_sql_total(u_char *p, u_char *last, ngx_uint_t filters)
 {
     ngx_uint_t  i, filter;
 
+    if (filters & NGX_HTTP_SOPHON_EVENTS_IDENTITY
+        && (filters & ~NGX_HTTP_SOPHON_EVENTS_IDENTITY) == 0)
+    {
+        /* the table's columns have the events' names */
+        p = ngx_slprintf(p, last,
+                         "(SELECT coalesce(sum(n), 0)::int8"
+                         " FROM sophon_event_identities WHERE true");
+        p = ngx_http_sophon_events_sql_conditions(p, last, filters);
+
+        return ngx_slprintf(p, last, ")");
+    }
+
     if (filters & ~NGX_HTTP_SOPHON_EVENTS_COUNTED) {
         p = ngx_slprintf(p, last,
                          "(SELECT count(*) FROM (SELECT 1 FROM sophon_events"
@@ -306,6 +330,16 @@ ngx_http_sophon_events_sql_total(u_char *p, u_char *last, ngx_uint_t filters)
     }
 
     return ngx_slprintf(p, last, ")");
+}
+
+
+/* whether counts answer the total, exact and cheap, or rows are counted */
+
+static ngx_uint_t
+ngx_http_sophon_events_sql_counted(ngx_uint_t filters)
+{
+    return (filters & ~NGX_HTTP_SOPHON_EVENTS_COUNTED) == 0
+           || (filters & ~NGX_HTTP_SOPHON_EVENTS_IDENTITY) == 0;
 }
 
 

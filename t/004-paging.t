@@ -82,6 +82,30 @@ sub last_page {
 
 # The events grouped by their timestamp's text as stored, biggest group
 # first (then the newest): ([text, [events]], ...) for groups of 2 or more.
+# the identity with the most fixture events
+sub busiest_identity {
+    my %n;
+    $n{ $_->{doc}{common}{identity_id} // '' }++
+        for @{ SophonTest::fixtures() };
+    delete $n{''};
+    my @s = sort { $n{$b} <=> $n{$a} || $a cmp $b } keys %n;
+    return $s[0];
+}
+
+# every page of the filter sets whose totals the counts per identity give:
+# from both ends (the second half is read oldest first), with top_k, and
+# one page past the end
+sub identity_walks {
+    my $id = busiest_identity();
+    my @walks = (["name=a", 9], ["name=A&top_k=120", 50],
+                 ["identity_id=$id", 2], ["identity_id=$id&name=a", 3],
+                 ["identity_id=$id&top_k=5", 2]);
+
+    return map { my ($qs, $pp) = @$_;
+                 map { "$qs&per_page=$pp&page=$_" }
+                     0 .. last_page($qs, $pp) + 1 } @walks;
+}
+
 sub ties {
     my %by;
     my @order;
@@ -538,5 +562,19 @@ my $n = main::matches($qs);
 --- response_body_like eval
 [main::page_re("per_page=6&page=0"),
  main::page_re("per_page=6&page=1")]
+--- no_error_log
+[error]
+
+
+
+=== TEST 25: name= and identity_id, whose totals the counts per identity give: every page
+Each page of a common name, a busy identity and both together, read from
+either end of the match set, with and without top_k.
+--- request eval
+[map { "GET $::Api?$_" } main::identity_walks()]
+--- error_code eval
+[map { 200 } main::identity_walks()]
+--- response_body_like eval
+[map { main::page_re($_) } main::identity_walks()]
 --- no_error_log
 [error]

@@ -45,11 +45,14 @@ sub writer {
 }
 
 # "(doc)" of a small event of $Device, for INSERT ... VALUES; the
-# timestamp is written as given (a decimal, as the box writes it)
+# timestamp is written as given (a decimal, as the box writes it); person
+# types 1 to 3 name a person of their own, 4 (strangers) nobody
 sub doc_sql {
     my ($id, $ts, $type) = @_;
+    my $who = $type == 4 ? '' : " \"identity_id\": \"counters-$type\","
+                               . " \"identity_name\": \"Counters $type\",";
     return "('{\"_id\": \"counters-$id\", \"timestamp\": $ts,"
-           . " \"common\": {\"person_type\": $type,"
+           . " \"common\": {$who \"person_type\": $type,"
            . " \"ep_info\": {\"device_id\": \"$Device\"}}}')";
 }
 
@@ -58,11 +61,17 @@ sub doc_sql {
 sub counts_exact {
     my ($name) = @_;
 
-    is(admin(<<'_SQL_'), '0|0', "$name - both counts are what the events give");
+    is(admin(<<'_SQL_'), '0|0|0', "$name - the three counts are what the events give");
 WITH fresh AS (
     SELECT sophon_events_hour(ts) AS hour, coalesce(device_id, '') AS device_id,
            person_type, count(*) AS n
       FROM sophon_events GROUP BY 1, 2, 3
+),
+who AS (
+    SELECT coalesce(identity_id, ''), coalesce(identity_name, ''), count(*)
+      FROM sophon_events
+     WHERE coalesce(identity_id, '') <> '' OR coalesce(identity_name, '') <> ''
+     GROUP BY 1, 2
 )
 SELECT (SELECT count(*) FROM (
             (SELECT * FROM fresh
@@ -76,7 +85,12 @@ SELECT (SELECT count(*) FROM (
             UNION ALL
             (SELECT * FROM sophon_event_totals WHERE n <> 0
              EXCEPT SELECT device_id, person_type, sum(n) FROM fresh
-                    GROUP BY 1, 2)) d)
+                    GROUP BY 1, 2)) d),
+       (SELECT count(*) FROM (
+            (SELECT * FROM who EXCEPT SELECT * FROM sophon_event_identities)
+            UNION ALL
+            (SELECT * FROM sophon_event_identities WHERE n <> 0
+             EXCEPT SELECT * FROM who)) d)
 _SQL_
 
     is(admin("SELECT sophon_events_total(NULL, NULL, NULL, NULL)"
@@ -174,6 +188,8 @@ add_block_preprocessor(sub {
         denied($name, "UPDATE sophon_event_totals SET n = 0",
                'sophon_event_totals');
         denied($name, "TRUNCATE sophon_event_totals", 'sophon_event_totals');
+        denied($name, "UPDATE sophon_event_identities SET n = n + 1",
+               'sophon_event_identities');
 
         my ($ok, $out, $err) = writer(
             "INSERT INTO sophon_events (doc) VALUES "
@@ -194,16 +210,19 @@ CREATE TEMP TABLE sophon_event_counts (hour bigint, device_id text,
     person_type smallint, n bigint, PRIMARY KEY (hour, device_id, person_type));
 CREATE TEMP TABLE sophon_event_totals (device_id text, person_type smallint,
     n bigint, PRIMARY KEY (device_id, person_type));
+CREATE TEMP TABLE sophon_event_identities (identity_id text,
+    identity_name text, n bigint, PRIMARY KEY (identity_id, identity_name));
 INSERT INTO sophon_events (doc) VALUES @{[ doc_sql(4, '1607436000.5', 3) ]},
     @{[ doc_sql(5, '1607435999.999999', 1) ]};
 DELETE FROM sophon_events WHERE id = 'counters-1';
 SELECT (SELECT count(*) FROM pg_temp.sophon_event_counts),
-       (SELECT count(*) FROM pg_temp.sophon_event_totals);
+       (SELECT count(*) FROM pg_temp.sophon_event_totals),
+       (SELECT count(*) FROM pg_temp.sophon_event_identities);
 _SQL_
 
         ok($ok, "$name - the writer made its tables, inserted and deleted")
             or diag($err);
-        is($out, '0|0', "$name - its temporary tables got no counter");
+        is($out, '0|0|0', "$name - its temporary tables got no counter");
         is(admin("SELECT sum(n) FROM sophon_event_totals"
                  . " WHERE device_id = '$Device'"), 4,
            "$name - the real counts did");
@@ -219,6 +238,11 @@ _SQL_
         admin("DELETE FROM sophon_event_totals WHERE device_id = 'dev-hours-2'");
         admin("INSERT INTO sophon_event_counts VALUES (446505, 'dev-ghost', 1, 9)");
         admin("INSERT INTO sophon_event_totals VALUES ('dev-ghost', 1, 9)");
+        admin("INSERT INTO sophon_event_identities VALUES ('ghost', 'Ghost', 9)");
+        admin("UPDATE sophon_event_identities SET n = n + 7"
+              . " WHERE (identity_id, identity_name) IN"
+              . " (SELECT identity_id, identity_name FROM sophon_event_identities"
+              . " ORDER BY 1, 2 LIMIT 1)");
 
         is(admin("SELECT sophon_events_total(NULL, NULL, NULL, NULL)"
                  . " <> (SELECT count(*) FROM sophon_events)"
@@ -240,7 +264,7 @@ _SQL_
             admin("SELECT * FROM sophon_events_recount()");
 
         is($counted, $events, "$name - the recount counted every event");
-        ok($corrected >= 4, "$name - and corrected the counters written"
+        ok($corrected >= 6, "$name - and corrected the counters written"
            . " by hand ($corrected)");
         is(admin("SELECT * FROM sophon_events_recount()"), "$events|0",
            "$name - a second recount finds nothing to correct");
