@@ -43,12 +43,13 @@ ALTER ROLE sophon_reader SET client_connection_check_interval = '1s';
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 GRANT USAGE ON SCHEMA public TO sophon_reader, sophon_writer;
 
-REVOKE ALL ON sophon_events, sophon_event_counts, sophon_event_totals,
-    sophon_event_identities FROM sophon_reader, sophon_writer;
+REVOKE ALL ON sophon_events, sophon_event_counts, sophon_event_rollups,
+    sophon_event_totals, sophon_event_identities
+    FROM sophon_reader, sophon_writer;
 
 -- the counts are part of reading: sophon_events_total() reads them
-GRANT SELECT ON sophon_events, sophon_event_counts, sophon_event_totals,
-    sophon_event_identities TO sophon_reader;
+GRANT SELECT ON sophon_events, sophon_event_counts, sophon_event_rollups,
+    sophon_event_totals, sophon_event_identities TO sophon_reader;
 
 -- the pipeline inserts events and deletes them (SELECT: a DELETE's WHERE
 -- reads the rows).  The counts are not the writer's: the triggers write

@@ -181,7 +181,10 @@ CREATE INDEX IF NOT EXISTS sophon_events_identity_name
 -- sees counts and events that agree, however many writers there are.
 -- sophon_events_total() answers the filters these counts can (time window,
 -- cameras, person types) from them, and counts only the events of the two
--- partial hours at the window's ends.
+-- partial hours at the window's ends.  The same counts are kept per day
+-- (24 hours) and per 32 days (768 hours) too, so that a window's whole
+-- hours cost at most 23 + 23 hours, 31 + 31 days and one row per 32 days
+-- per camera and type, whatever its length, instead of one per hour.
 --
 -- The people a box knows are few, their events many: the events are also
 -- counted per identity (identity_id and identity_name, as each event
@@ -208,6 +211,23 @@ CREATE TABLE IF NOT EXISTS sophon_event_counts (
     n               bigint NOT NULL,
     PRIMARY KEY (hour, device_id, person_type)
 );
+
+-- the hour counts rolled up: grain 1 is a day (slot: the hour's floor
+-- divided by 24), grain 2 is 32 days (by 768)
+CREATE TABLE IF NOT EXISTS sophon_event_rollups (
+    grain           smallint NOT NULL,
+    slot            bigint NOT NULL,
+    device_id       text NOT NULL,
+    person_type     smallint NOT NULL,
+    n               bigint NOT NULL,
+    PRIMARY KEY (grain, slot, device_id, person_type)
+);
+
+-- the grains and their hours
+CREATE OR REPLACE FUNCTION sophon_events_grains(OUT grain smallint,
+    OUT hours int)
+RETURNS SETOF record LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ VALUES (1::smallint, 24), (2::smallint, 768) $$;
 
 CREATE TABLE IF NOT EXISTS sophon_event_totals (
     device_id       text NOT NULL,
@@ -249,11 +269,11 @@ END
 $$;
 
 -- adds the statement's rows (new_rows) and takes away the rows it removed
--- (old_rows) from the three counts.  Every writing statement locks counters
--- in one global order (counts, totals, identities, each in key order, an
--- UPDATE's old and new rows merged into one pass), so concurrent statements
--- never deadlock on the counters; a counter the statement leaves as it was
--- is not touched at all.  The rows' counters go through arrays of counter
+-- (old_rows) from the four counts.  Every writing statement locks counters
+-- in one global order (counts, rollups, totals, identities, each in key
+-- order, an UPDATE's old and new rows merged into one pass), so concurrent
+-- statements never deadlock on the counters; a counter the statement
+-- leaves as it was is not touched at all.  The rows' counters go through arrays of counter
 -- rows (n: +count or -count) so that each upsert is written, and its plan
 -- cached, once.
 CREATE OR REPLACE FUNCTION sophon_events_count_rows()
@@ -308,6 +328,15 @@ BEGIN
     ON CONFLICT (hour, device_id, person_type)
     DO UPDATE SET n = c.n + excluded.n;
 
+    -- (numeric: the floor of a quotient, for any bigint hour)
+    INSERT INTO sophon_event_rollups AS r
+    SELECT g.grain, floor(d.hour::numeric / g.hours)::bigint, d.device_id,
+           d.person_type, sum(d.n)
+      FROM unnest(delta) d, sophon_events_grains() g
+     GROUP BY 1, 2, 3, 4 HAVING sum(d.n) <> 0 ORDER BY 1, 2, 3, 4
+    ON CONFLICT (grain, slot, device_id, person_type)
+    DO UPDATE SET n = r.n + excluded.n;
+
     INSERT INTO sophon_event_totals AS t
     SELECT device_id, person_type, sum(n)
       FROM unnest(delta)
@@ -332,7 +361,7 @@ CREATE OR REPLACE FUNCTION sophon_events_count_truncate()
 RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
 SET search_path FROM CURRENT AS $$
 BEGIN
-    TRUNCATE sophon_event_counts, sophon_event_totals,
+    TRUNCATE sophon_event_counts, sophon_event_rollups, sophon_event_totals,
         sophon_event_identities;
     RETURN NULL;
 END
@@ -356,7 +385,7 @@ $$;
 REVOKE EXECUTE ON FUNCTION sophon_events_count_rows(),
     sophon_events_count_truncate() FROM PUBLIC;
 
--- Rebuilds the three counts from the events, for when something skipped the
+-- Rebuilds the four counts from the events, for when something skipped the
 -- triggers (session_replication_role = replica, pg_restore
 -- --disable-triggers, ALTER TABLE ... DISABLE TRIGGER) or wrote the counts
 -- by hand:
@@ -383,7 +412,7 @@ BEGIN
 
     LOCK TABLE sophon_events IN SHARE ROW EXCLUSIVE MODE;
 
-    -- two passes over the events; the six writes touch disjoint rows
+    -- two passes over the events; the eight writes touch disjoint rows
     WITH fresh AS MATERIALIZED (
         SELECT sophon_events_hour(ts) AS hour,
                coalesce(device_id, '') AS device_id, person_type,
@@ -395,6 +424,12 @@ BEGIN
         SELECT device_id, person_type, sum(n)::bigint AS n
           FROM fresh
          GROUP BY 1, 2
+    ),
+    fresh_rollups AS MATERIALIZED (
+        SELECT g.grain, floor(f.hour::numeric / g.hours)::bigint AS slot,
+               f.device_id, f.person_type, sum(f.n)::bigint AS n
+          FROM fresh f, sophon_events_grains() g
+         GROUP BY 1, 2, 3, 4
     ),
     fresh_identities AS MATERIALIZED (
         SELECT identity_id, identity_name, count(*) AS n
@@ -418,6 +453,22 @@ BEGIN
         SELECT * FROM fresh ORDER BY 1, 2, 3
         ON CONFLICT (hour, device_id, person_type)
         DO UPDATE SET n = excluded.n WHERE c.n <> excluded.n
+        RETURNING 1
+    ),
+    stale_rollups AS (
+        DELETE FROM sophon_event_rollups r
+         WHERE r.n <> 0
+           AND NOT EXISTS (SELECT FROM fresh_rollups f
+                            WHERE (f.grain, f.slot, f.device_id, f.person_type)
+                                  = (r.grain, r.slot, r.device_id,
+                                     r.person_type))
+        RETURNING 1
+    ),
+    set_rollups AS (
+        INSERT INTO sophon_event_rollups AS r
+        SELECT * FROM fresh_rollups ORDER BY 1, 2, 3, 4
+        ON CONFLICT (grain, slot, device_id, person_type)
+        DO UPDATE SET n = excluded.n WHERE r.n <> excluded.n
         RETURNING 1
     ),
     stale_totals AS (
@@ -453,6 +504,8 @@ BEGIN
     SELECT coalesce((SELECT sum(n) FROM fresh), 0),
            (SELECT count(*) FROM stale_counts)
            + (SELECT count(*) FROM set_counts)
+           + (SELECT count(*) FROM stale_rollups)
+           + (SELECT count(*) FROM set_rollups)
            + (SELECT count(*) FROM stale_totals)
            + (SELECT count(*) FROM set_totals)
            + (SELECT count(*) FROM stale_identities)
@@ -497,8 +550,16 @@ SELECT device_id, person_type, sum(n)
  WHERE NOT EXISTS (SELECT FROM sophon_event_totals)
  GROUP BY 1, 2;
 
--- and a table of an earlier release, without identities (a table with
--- strangers alone is counted again, to nothing)
+-- and a table of an earlier release, without rollups or identities
+INSERT INTO sophon_event_rollups
+SELECT g.grain, floor(c.hour::numeric / g.hours)::bigint, c.device_id,
+       c.person_type, sum(c.n)
+  FROM sophon_event_counts c, sophon_events_grains() g
+ WHERE NOT EXISTS (SELECT FROM sophon_event_rollups)
+ GROUP BY 1, 2, 3, 4;
+
+-- (the identities: a table with strangers alone is counted again, to
+-- nothing)
 INSERT INTO sophon_event_identities
 SELECT identity_id, identity_name, count(*)
   FROM (SELECT coalesce(identity_id, '') AS identity_id,
@@ -509,6 +570,77 @@ SELECT identity_id, identity_name, count(*)
  GROUP BY 1, 2;
 
 COMMIT;
+
+
+-- The number of events of the whole hours [first_hour, end_hour), on these
+-- cameras and of these person types (NULL: all): the hours before the
+-- first whole day and after the last one, then the days before the first
+-- whole 32 days and after the last ones, then the 32 days between.  Every
+-- edge is a floor or ceiling of a bigint quotient, in bigint: "/" and "%"
+-- truncate towards zero, and no product here leaves [first_hour,
+-- end_hour], so none overflows.
+CREATE OR REPLACE FUNCTION sophon_events_hours_total(first_hour bigint,
+    end_hour bigint, devices text[], types smallint[])
+RETURNS bigint LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+DECLARE
+    first_day    bigint;
+    end_day      bigint;
+    first_block  bigint;
+    end_block    bigint;
+    total        bigint;
+    part         bigint;
+BEGIN
+    first_day := first_hour / 24
+                 + CASE WHEN first_hour % 24 > 0 THEN 1 ELSE 0 END;
+    end_day := end_hour / 24 - CASE WHEN end_hour % 24 < 0 THEN 1 ELSE 0 END;
+
+    IF first_day >= end_day THEN
+        SELECT coalesce(sum(n), 0) INTO total
+          FROM sophon_event_counts c
+         WHERE c.hour >= first_hour AND c.hour < end_hour
+           AND (devices IS NULL OR c.device_id = ANY (devices))
+           AND (types IS NULL OR c.person_type = ANY (types));
+
+        RETURN total;
+    END IF;
+
+    SELECT coalesce(sum(n), 0) INTO total
+      FROM sophon_event_counts c
+     WHERE ((c.hour >= first_hour AND c.hour < first_day * 24)
+            OR (c.hour >= end_day * 24 AND c.hour < end_hour))
+       AND (devices IS NULL OR c.device_id = ANY (devices))
+       AND (types IS NULL OR c.person_type = ANY (types));
+
+    first_block := first_day / 32
+                   + CASE WHEN first_day % 32 > 0 THEN 1 ELSE 0 END;
+    end_block := end_day / 32 - CASE WHEN end_day % 32 < 0 THEN 1 ELSE 0 END;
+
+    IF first_block >= end_block THEN
+        first_block := end_day / 32 + 1;
+        end_block := first_block;
+    END IF;
+
+    -- the days outside the whole 32 days (all of them, when there are none)
+    SELECT coalesce(sum(n), 0) INTO part
+      FROM sophon_event_rollups r
+     WHERE r.grain = 1
+       AND ((r.slot >= first_day AND r.slot < least(first_block * 32, end_day))
+            OR (r.slot >= greatest(end_block * 32, first_day)
+                AND r.slot < end_day))
+       AND (devices IS NULL OR r.device_id = ANY (devices))
+       AND (types IS NULL OR r.person_type = ANY (types));
+
+    total := total + part;
+
+    SELECT coalesce(sum(n), 0) INTO part
+      FROM sophon_event_rollups r
+     WHERE r.grain = 2 AND r.slot >= first_block AND r.slot < end_block
+       AND (devices IS NULL OR r.device_id = ANY (devices))
+       AND (types IS NULL OR r.person_type = ANY (types));
+
+    RETURN total + part;
+END
+$$;
 
 
 -- The number of events with gte <= ts <= lte (either may be NULL: no
@@ -616,11 +748,7 @@ BEGIN
     first_hour := coalesce(first_hour, -9223372036854775807 - 1);
     end_hour := coalesce(end_hour, 9223372036854775807);
 
-    SELECT coalesce(sum(n), 0) INTO total
-      FROM sophon_event_counts c
-     WHERE c.hour >= first_hour AND c.hour < end_hour
-       AND (devices IS NULL OR c.device_id = ANY (devices))
-       AND (types IS NULL OR c.person_type = ANY (types));
+    total := sophon_events_hours_total(first_hour, end_hour, devices, types);
 
     IF gte < first_hour::float8 * 3600 THEN
         SELECT count(*) INTO edge

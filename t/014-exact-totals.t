@@ -3,7 +3,9 @@
 # Totals are exact for every float bound, whole hours or not.
 #
 # sophon_events_total() adds the counts of the whole hours inside a window
-# and counts the events of the partial hours at its ends; a bound a few
+# (by the hour near its ends, by the day and by 32 days in between: the
+# windows drawn span up to a year, and either side of hour 0) and counts
+# the events of the partial hours at its ends; a bound a few
 # microseconds off an hour is where rounding would move an hour in or out
 # of the window.  t/fixtures/hours.jsonl puts events on four hour
 # boundaries and 1, 4 and 10 microseconds either side of them (cameras
@@ -60,7 +62,8 @@ sub compare_sql {
 WITH p AS MATERIALIZED (
     SELECT ARRAY[$o{hours}]::bigint[] AS hs,
            ARRAY[$o{offsets}]::float8[] AS os,
-           ARRAY[0, 0, 1, 1, 2, 3, -1, 24]::bigint[] AS spans,
+           ARRAY[0, 0, 1, 1, 2, 3, -1, 24, 47, 769, 1560, -770,
+                 8760]::bigint[] AS spans,
            ARRAY(SELECT ts FROM sophon_events ORDER BY id)
            || ARRAY[$o{extra}]::float8[] AS tss
 ),
