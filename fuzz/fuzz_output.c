@@ -37,6 +37,7 @@
 
 #define NGX_SHIM_HTTP_DECLS_ONLY
 #include "ngx_shim_http.c"
+#include "fuzz_json.h"
 
 
 void ngx_shim_free(ngx_pool_t *pool);
@@ -78,24 +79,6 @@ ngx_shim_budget(void)
     }
 
     return b < 64 ? b : (size_t) (b - 63) * 97;
-}
-
-
-static int
-valid_json(const u_char *p, size_t n)
-{
-    yajl_handle  h;
-    int          ok;
-
-    h = yajl_alloc(NULL, NULL, NULL);
-    assert(h != NULL);
-
-    ok = yajl_parse(h, p, n) == yajl_status_ok
-         && yajl_complete_parse(h) == yajl_status_ok;
-
-    yajl_free(h);
-
-    return ok;
 }
 
 
