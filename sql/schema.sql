@@ -273,9 +273,9 @@ $$;
 -- in one global order (counts, rollups, totals, identities, each in key
 -- order, an UPDATE's old and new rows merged into one pass), so concurrent
 -- statements never deadlock on the counters; a counter the statement
--- leaves as it was is not touched at all.  The rows' counters go through arrays of counter
--- rows (n: +count or -count) so that each upsert is written, and its plan
--- cached, once.
+-- leaves as it was is not touched at all.  The rows' counters go through
+-- arrays of counter rows (n: +count or -count) so that each upsert is
+-- written, and its plan cached, once.
 CREATE OR REPLACE FUNCTION sophon_events_count_rows()
 RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
 SET search_path FROM CURRENT AS $$
