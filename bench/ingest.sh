@@ -40,7 +40,7 @@ ratio one camera / N cameras.  Every event is a generated document (one
 line of util/sophon-events-gen 1 3, 12 KB with its 512-float feature)
 whose _id (a UUID), timestamp (in the current hour: every writer on the
 same hour counter, the hot case) and camera vary; it goes to the server
-as text and is parsed there into jsonb, as the pipeline's inserts are.
+as text and is checked there as json, as the pipeline's inserts are.
 
 All of it twice (MODES="durable fast"): with durable commits (fsync=on,
 synchronous_commit=on, as a real server runs, set for the run with ALTER
@@ -121,7 +121,7 @@ SELECT replace(replace(replace(t.tpl,
            '@ID@', gen_random_uuid()::text),
            '@TS@', (:hour::numeric * 3600
                     + round((random() * 3599.999)::numeric, 6))::text),
-           '@DEV@', 'bench-cam-' || :cam::text)::jsonb
+           '@DEV@', 'bench-cam-' || :cam::text)::json
   FROM bench_template t, generate_series(1, $batch);
 EOF
     done
