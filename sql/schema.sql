@@ -24,6 +24,10 @@ SET client_min_messages = warning;
 
 CREATE EXTENSION IF NOT EXISTS pg_trgm;
 
+-- the table, its conversion and its trigger together: no writer may see
+-- a converted table whose columns nothing fills yet
+BEGIN;
+
 CREATE TABLE IF NOT EXISTS sophon_events (
     -- lz4: pglz spent 60% of a bulk load compressing 10 KB feature-heavy
     -- documents for no saving at all
@@ -80,7 +84,9 @@ BEGIN
             ALTER COLUMN device_id DROP EXPRESSION,
             ALTER COLUMN room DROP EXPRESSION;
 
+        -- (a new type resets the compression: the rewrite keeps lz4)
         ALTER TABLE sophon_events
+            ALTER COLUMN doc SET COMPRESSION lz4,
             ALTER COLUMN doc TYPE json USING doc::json,
             ADD CONSTRAINT sophon_events_doc_object
                 CHECK (json_typeof(doc) = 'object');
@@ -102,7 +108,12 @@ DECLARE
     top  record;
     c    record;
 BEGIN
-    IF json_typeof(NEW.doc) IS DISTINCT FROM 'object' THEN
+    IF NEW.doc IS NULL THEN
+        -- the NOT NULL constraint says so
+        RETURN NEW;
+    END IF;
+
+    IF json_typeof(NEW.doc) <> 'object' THEN
         RAISE check_violation USING
             MESSAGE = 'sophon_events: the document is not a JSON object';
     END IF;
@@ -146,6 +157,8 @@ $$;
 CREATE OR REPLACE TRIGGER sophon_events_fields
     BEFORE INSERT OR UPDATE ON sophon_events
     FOR EACH ROW EXECUTE FUNCTION sophon_events_fields();
+
+COMMIT;
 
 -- Newest first, and every time window.
 CREATE INDEX IF NOT EXISTS sophon_events_ts
@@ -229,6 +242,13 @@ CREATE OR REPLACE FUNCTION sophon_events_grains(OUT grain smallint,
 RETURNS SETOF record LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$ VALUES (1::smallint, 24), (2::smallint, 768) $$;
 
+-- the day or 32 days of an hour: the floor of the quotient, in bigint
+-- ("/" truncates towards zero), exact for every bigint hour, where a
+-- numeric quotient would be rounded first
+CREATE OR REPLACE FUNCTION sophon_events_period(hour bigint, hours int)
+RETURNS bigint LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN hour / hours - CASE WHEN hour % hours < 0 THEN 1 ELSE 0 END;
+
 CREATE TABLE IF NOT EXISTS sophon_event_totals (
     device_id       text NOT NULL,
     person_type     smallint NOT NULL,
@@ -236,13 +256,21 @@ CREATE TABLE IF NOT EXISTS sophon_event_totals (
     PRIMARY KEY (device_id, person_type)
 );
 
--- NULLs are '' (no filter value is empty)
+-- NULLs are '' (no filter value is empty).  Unique by the name's MD5, not
+-- the name: a btree entry holds at most about 2.7 kB, and a name longer
+-- than that must not make its event's insert fail (the events' own index
+-- on names is a trigram one, which has no such limit; the id's is a btree
+-- there too).  Two names of one id that collide in MD5 would share a
+-- counter; names are people's names, written by the box, not an
+-- adversary's.
 CREATE TABLE IF NOT EXISTS sophon_event_identities (
     identity_id     text NOT NULL,
     identity_name   text NOT NULL,
-    n               bigint NOT NULL,
-    PRIMARY KEY (identity_id, identity_name)
+    n               bigint NOT NULL
 );
+
+CREATE UNIQUE INDEX IF NOT EXISTS sophon_event_identities_key
+    ON sophon_event_identities (identity_id, md5(identity_name));
 
 CREATE INDEX IF NOT EXISTS sophon_event_identities_name
     ON sophon_event_identities USING gin (identity_name gin_trgm_ops);
@@ -328,9 +356,8 @@ BEGIN
     ON CONFLICT (hour, device_id, person_type)
     DO UPDATE SET n = c.n + excluded.n;
 
-    -- (numeric: the floor of a quotient, for any bigint hour)
     INSERT INTO sophon_event_rollups AS r
-    SELECT g.grain, floor(d.hour::numeric / g.hours)::bigint, d.device_id,
+    SELECT g.grain, sophon_events_period(d.hour, g.hours), d.device_id,
            d.person_type, sum(d.n)
       FROM unnest(delta) d, sophon_events_grains() g
      GROUP BY 1, 2, 3, 4 HAVING sum(d.n) <> 0 ORDER BY 1, 2, 3, 4
@@ -349,7 +376,7 @@ BEGIN
         SELECT identity_id, identity_name, sum(n)
           FROM unnest(who)
          GROUP BY 1, 2 HAVING sum(n) <> 0 ORDER BY 1, 2
-        ON CONFLICT (identity_id, identity_name)
+        ON CONFLICT (identity_id, md5(identity_name))
         DO UPDATE SET n = i.n + excluded.n;
     END IF;
 
@@ -426,7 +453,7 @@ BEGIN
          GROUP BY 1, 2
     ),
     fresh_rollups AS MATERIALIZED (
-        SELECT g.grain, floor(f.hour::numeric / g.hours)::bigint AS slot,
+        SELECT g.grain, sophon_events_period(f.hour, g.hours) AS slot,
                f.device_id, f.person_type, sum(f.n)::bigint AS n
           FROM fresh f, sophon_events_grains() g
          GROUP BY 1, 2, 3, 4
@@ -497,7 +524,7 @@ BEGIN
     set_identities AS (
         INSERT INTO sophon_event_identities AS i
         SELECT * FROM fresh_identities ORDER BY 1, 2
-        ON CONFLICT (identity_id, identity_name)
+        ON CONFLICT (identity_id, md5(identity_name))
         DO UPDATE SET n = excluded.n WHERE i.n <> excluded.n
         RETURNING 1
     )
@@ -552,7 +579,7 @@ SELECT device_id, person_type, sum(n)
 
 -- and a table of an earlier release, without rollups or identities
 INSERT INTO sophon_event_rollups
-SELECT g.grain, floor(c.hour::numeric / g.hours)::bigint, c.device_id,
+SELECT g.grain, sophon_events_period(c.hour, g.hours), c.device_id,
        c.person_type, sum(c.n)
   FROM sophon_event_counts c, sophon_events_grains() g
  WHERE NOT EXISTS (SELECT FROM sophon_event_rollups)

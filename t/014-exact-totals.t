@@ -147,10 +147,14 @@ our @Filters = (
 # 2^40 hours: where an hour's start stops being exact in the function
 my $D = 1099511627776 * 3600;
 
-# events beyond it, at its edge, and as far as a bigint hour goes
-our @FarEvents = map { ($_, "-($_)") } (
+# events beyond it, at its edge, and as far as a bigint hour goes: the
+# first second of hour -2^63 (whose day a numeric quotient once rounded
+# into the next one), and 2^63 - 1024 hours, the last a double reaches
+our @FarEvents = (map({ ($_, "-($_)") } (
     "$D - 3600", "$D - 0.5", $D, "$D + 0.5", "$D + 3599.5", "$D + 3600",
-    "$D + 3601", '1e16', '9007199254740993', '1e17', '3.3e22', 0.5, 3600);
+    "$D + 3601", '1e16', '9007199254740993', '1e17', '3.3e22', 0.5, 3600)),
+    '-33204139332677191680000',
+    '33204139332677187993600');
 
 sub far_sql {
     my ($n) = @_;

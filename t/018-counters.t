@@ -68,7 +68,7 @@ WITH fresh AS (
       FROM sophon_events GROUP BY 1, 2, 3
 ),
 rolled AS (
-    SELECT g.grain, floor(hour::numeric / g.hours)::bigint, device_id,
+    SELECT g.grain, sophon_events_period(hour, g.hours), device_id,
            person_type, sum(n)::bigint
       FROM fresh, sophon_events_grains() g GROUP BY 1, 2, 3, 4
 ),
