@@ -58,6 +58,8 @@ static ngx_int_t ngx_http_sophon_events_scan_string(
     ngx_http_sophon_events_scan_t *s);
 static ngx_int_t ngx_http_sophon_events_scan_value(
     ngx_http_sophon_events_scan_t *s);
+static ngx_int_t ngx_http_sophon_events_scan_flat(
+    ngx_http_sophon_events_scan_t *s);
 static ngx_uint_t ngx_http_sophon_events_key_is(const u_char *p,
     const u_char *last, const char *name);
 
@@ -157,7 +159,7 @@ ngx_http_sophon_events_scan_object(ngx_http_sophon_events_scan_t *s,
         }
 
         on_path = ngx_http_sophon_events_key_is(key + 1, key_end - 1,
-                                    ngx_http_sophon_events_feature_path[level]);
+                                   ngx_http_sophon_events_feature_path[level]);
 
         cut = on_path && level == NGX_HTTP_SOPHON_EVENTS_FEATURE_LEVELS - 1;
 
@@ -259,7 +261,11 @@ ngx_http_sophon_events_scan_string(ngx_http_sophon_events_scan_t *s)
 
         if (*p == '\\') {
             /* the escaped character is never the closing quote */
-            p++;
+
+            if (++p == s->last) {
+                break;
+            }
+
             continue;
         }
 
@@ -281,37 +287,48 @@ ngx_http_sophon_events_scan_string(ngx_http_sophon_events_scan_t *s)
 static ngx_int_t
 ngx_http_sophon_events_scan_value(ngx_http_sophon_events_scan_t *s)
 {
-    size_t  depth;
+    size_t         depth;
+    const u_char  *p;
 
     if (*s->pos == '"') {
         return ngx_http_sophon_events_scan_string(s);
     }
 
-    if (*s->pos != '{' && *s->pos != '[') {
+    if (*s->pos == '[' && ngx_http_sophon_events_scan_flat(s) == NGX_OK) {
+        return NGX_OK;
+    }
+
+    p = s->pos;
+
+    if (*p != '{' && *p != '[') {
         /* a number, true, false or null: up to what follows a value */
 
-        while (s->pos < s->last
-               && *s->pos != ',' && *s->pos != '}' && *s->pos != ']'
-               && *s->pos != ' ' && *s->pos != '\t' && *s->pos != '\n'
-               && *s->pos != '\r')
+        while (p < s->last
+               && *p != ',' && *p != '}' && *p != ']'
+               && *p != ' ' && *p != '\t' && *p != '\n' && *p != '\r')
         {
-            s->pos++;
+            p++;
         }
+
+        s->pos = p;
 
         return NGX_OK;
     }
 
     depth = 0;
 
-    while (s->pos < s->last) {
+    while (p < s->last) {
 
-        switch (*s->pos) {
+        switch (*p) {
 
         case '"':
+            s->pos = p;
+
             if (ngx_http_sophon_events_scan_string(s) != NGX_OK) {
                 return NGX_DECLINED;
             }
 
+            p = s->pos;
             continue;
 
         case '{':
@@ -322,17 +339,52 @@ ngx_http_sophon_events_scan_value(ngx_http_sophon_events_scan_t *s)
         case '}':
         case ']':
             if (--depth == 0) {
-                s->pos++;
+                s->pos = p + 1;
                 return NGX_OK;
             }
 
             break;
         }
 
-        s->pos++;
+        p++;
     }
 
     return NGX_DECLINED;
+}
+
+
+/*
+ * An array of scalars, the shape of the feature and of most arrays of a
+ * document: its end is its first "]" when nothing opens or quotes before
+ * it.  memchr() finds those four bytes many times faster than a loop over
+ * the 10 kB of 512 numbers; anything else is left to the loop.
+ */
+
+static ngx_int_t
+ngx_http_sophon_events_scan_flat(ngx_http_sophon_events_scan_t *s)
+{
+    size_t         len;
+    const u_char  *start, *end;
+
+    start = s->pos + 1;
+
+    end = memchr(start, ']', s->last - start);
+    if (end == NULL) {
+        return NGX_DECLINED;
+    }
+
+    len = end - start;
+
+    if (memchr(start, '"', len) != NULL
+        || memchr(start, '[', len) != NULL
+        || memchr(start, '{', len) != NULL)
+    {
+        return NGX_DECLINED;
+    }
+
+    s->pos = end + 1;
+
+    return NGX_OK;
 }
 
 
