@@ -10,9 +10,9 @@
  * each).  So a connection prepares each shape once, and at most
  * 2^(NFILTERS + 2) shapes exist.  with_feature=0 is not the database's
  * business: the documents are sent as they are stored, and feature.c cuts
- * the vector out of each on its way to the client.  Parameters: $1 the page's limit, $2 its
- * offset, $3 top_k (NULL: none), all three int8, then the filters present,
- * in the filters' order.
+ * the vector out of each on its way to the client.  Parameters: $1 the
+ * page's limit, $2 its offset, $3 top_k (NULL: none), all three int8, then
+ * the filters present, in the filters' order.
  *
  * One statement answers a request, so the total and the page read one
  * snapshot.  Each row is (total, doc); a page past the end is one row with
@@ -26,7 +26,8 @@
  *
  * The total is sophon_events_total() when the filters are only a time
  * window, cameras and person types: the counts that sql/schema.sql keeps
- * with the events.  When they are only name= and identity_id, it is the
+ * with the events; without a window, the sum of the totals per camera and
+ * person type that match.  When they are only name= and identity_id, it is the
  * sum of the counts per identity that match:
  *
  *   (SELECT coalesce(sum(n), 0) FROM sophon_event_identities
@@ -75,6 +76,11 @@
      | ngx_http_sophon_events_bit(NGX_HTTP_SOPHON_EVENTS_DATETIME_LTE)        \
      | ngx_http_sophon_events_bit(NGX_HTTP_SOPHON_EVENTS_STREAMS)             \
      | ngx_http_sophon_events_bit(NGX_HTTP_SOPHON_EVENTS_USER_TYPE))
+
+/* the time window's bounds */
+#define NGX_HTTP_SOPHON_EVENTS_WINDOW                                         \
+    (ngx_http_sophon_events_bit(NGX_HTTP_SOPHON_EVENTS_DATETIME_GTE)          \
+     | ngx_http_sophon_events_bit(NGX_HTTP_SOPHON_EVENTS_DATETIME_LTE))
 
 /* the filters that the counts per identity answer, alone or together */
 #define NGX_HTTP_SOPHON_EVENTS_IDENTITY                                       \
@@ -296,6 +302,21 @@ ngx_http_sophon_events_sql_total(u_char *p, u_char *last, ngx_uint_t filters)
         p = ngx_slprintf(p, last,
                          "(SELECT coalesce(sum(n), 0)::int8"
                          " FROM sophon_event_identities WHERE true");
+        p = ngx_http_sophon_events_sql_conditions(p, last, filters);
+
+        return ngx_slprintf(p, last, ")");
+    }
+
+    if ((filters & NGX_HTTP_SOPHON_EVENTS_COUNTED) == filters
+        && (filters & NGX_HTTP_SOPHON_EVENTS_WINDOW) == 0)
+    {
+        /*
+         * cameras and person types alone, or no filter: the totals, with
+         * no call of sophon_events_total() to plan and run
+         */
+        p = ngx_slprintf(p, last,
+                         "(SELECT coalesce(sum(n), 0)::int8"
+                         " FROM sophon_event_totals WHERE true");
         p = ngx_http_sophon_events_sql_conditions(p, last, filters);
 
         return ngx_slprintf(p, last, ")");
