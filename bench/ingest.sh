@@ -39,8 +39,10 @@ gets busier or quieter biases no case), and prints events a second and the
 ratio one camera / N cameras.  Every event is a generated document (one
 line of util/sophon-events-gen 1 3, 12 KB with its 512-float feature)
 whose _id (a UUID), timestamp (in the current hour: every writer on the
-same hour counter, the hot case) and camera vary; it goes to the server
-as text and is checked there as json, as the pipeline's inserts are.
+same hour counter, the hot case), camera and person (one of 1,000
+identity_ids: one person is not in front of every camera at once) vary;
+it goes to the server as text and is checked there as json, as the
+pipeline's inserts are.
 
 All of it twice (MODES="durable fast"): with durable commits (fsync=on,
 synchronous_commit=on, as a real server runs, set for the run with ALTER
@@ -90,9 +92,10 @@ mkdir -p "$WORK"
 util/sophon-events-gen 1 3 |
     perl -pe 's/"_id":"[^"]*"/"_id":"\@ID\@"/;
               s/"timestamp":[-0-9.eE+]+/"timestamp":\@TS\@/;
-              s/"device_id":"[^"]*"/"device_id":"\@DEV\@"/' \
+              s/"device_id":"[^"]*"/"device_id":"\@DEV\@"/;
+              s/"identity_id":"[^"]*"/"identity_id":"\@WHO\@"/' \
     > "$WORK/template.json"
-[ "$(grep -o '@ID@\|@TS@\|@DEV@' "$WORK/template.json" | sort -u | wc -l)" = 3 ] ||
+[ "$(grep -o '@ID@\|@TS@\|@DEV@\|@WHO@' "$WORK/template.json" | sort -u | wc -l)" = 4 ] ||
     die "the generator's document has changed: no placeholders"
 
 q <<EOF
@@ -117,8 +120,9 @@ for batch in 1 100; do
         cat > "$WORK/ingest-$cams-$batch.sql" <<EOF
 $cam
 INSERT INTO sophon_events (doc)
-SELECT replace(replace(replace(t.tpl,
+SELECT replace(replace(replace(replace(t.tpl,
            '@ID@', gen_random_uuid()::text),
+           '@WHO@', (1 + floor(random() * 1000))::int::text),
            '@TS@', (:hour::numeric * 3600
                     + round((random() * 3599.999)::numeric, 6))::text),
            '@DEV@', 'bench-cam-' || :cam::text)::json
