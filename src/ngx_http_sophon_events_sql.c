@@ -27,8 +27,8 @@
  * The total is sophon_events_total() when the filters are only a time
  * window, cameras and person types: the counts that sql/schema.sql keeps
  * with the events; without a window, the sum of the totals per camera and
- * person type that match.  When they are only name= and identity_id, it is the
- * sum of the counts per identity that match:
+ * person type that match.  When they are only name= and identity_id, it
+ * is the sum of the counts per identity that match:
  *
  *   (SELECT coalesce(sum(n), 0) FROM sophon_event_identities
  *    WHERE identity_name ILIKE $n AND identity_id = $m)
@@ -109,6 +109,8 @@ static u_char *ngx_http_sophon_events_sql_total(u_char *p, u_char *last,
     ngx_uint_t filters);
 static ngx_uint_t ngx_http_sophon_events_sql_param(ngx_uint_t filters,
     ngx_uint_t filter);
+static u_char *ngx_http_sophon_events_sql_sum(u_char *p, u_char *last,
+    const char *table, ngx_uint_t filters);
 static ngx_uint_t ngx_http_sophon_events_sql_counted(ngx_uint_t filters);
 
 
@@ -295,16 +297,12 @@ ngx_http_sophon_events_sql_total(u_char *p, u_char *last, ngx_uint_t filters)
 {
     ngx_uint_t  i, filter;
 
-    if (filters & NGX_HTTP_SOPHON_EVENTS_IDENTITY
+    if ((filters & NGX_HTTP_SOPHON_EVENTS_IDENTITY)
         && (filters & ~NGX_HTTP_SOPHON_EVENTS_IDENTITY) == 0)
     {
-        /* the table's columns have the events' names */
-        p = ngx_slprintf(p, last,
-                         "(SELECT coalesce(sum(n), 0)::int8"
-                         " FROM sophon_event_identities WHERE true");
-        p = ngx_http_sophon_events_sql_conditions(p, last, filters);
-
-        return ngx_slprintf(p, last, ")");
+        return ngx_http_sophon_events_sql_sum(p, last,
+                                              "sophon_event_identities",
+                                              filters);
     }
 
     if ((filters & NGX_HTTP_SOPHON_EVENTS_COUNTED) == filters
@@ -314,12 +312,8 @@ ngx_http_sophon_events_sql_total(u_char *p, u_char *last, ngx_uint_t filters)
          * cameras and person types alone, or no filter: the totals, with
          * no call of sophon_events_total() to plan and run
          */
-        p = ngx_slprintf(p, last,
-                         "(SELECT coalesce(sum(n), 0)::int8"
-                         " FROM sophon_event_totals WHERE true");
-        p = ngx_http_sophon_events_sql_conditions(p, last, filters);
-
-        return ngx_slprintf(p, last, ")");
+        return ngx_http_sophon_events_sql_sum(p, last, "sophon_event_totals",
+                                              filters);
     }
 
     if (filters & ~NGX_HTTP_SOPHON_EVENTS_COUNTED) {
@@ -349,6 +343,23 @@ ngx_http_sophon_events_sql_total(u_char *p, u_char *last, ngx_uint_t filters)
             p = ngx_slprintf(p, last, "NULL");
         }
     }
+
+    return ngx_slprintf(p, last, ")");
+}
+
+
+/*
+ * The sum of the counters of a table of counts that match the filters:
+ * its columns have the events' names, so the filters' conditions serve.
+ */
+
+static u_char *
+ngx_http_sophon_events_sql_sum(u_char *p, u_char *last, const char *table,
+    ngx_uint_t filters)
+{
+    p = ngx_slprintf(p, last, "(SELECT coalesce(sum(n), 0)::int8 FROM %s"
+                     " WHERE true", table);
+    p = ngx_http_sophon_events_sql_conditions(p, last, filters);
 
     return ngx_slprintf(p, last, ")");
 }
