@@ -192,6 +192,18 @@ CREATE INDEX IF NOT EXISTS sophon_events_identity_name
 -- camera and person type, and per camera and person type overall, by
 -- triggers in the same transaction as the events themselves: a snapshot
 -- sees counts and events that agree, however many writers there are.
+--
+-- A counter row is locked by the writer that updates it until that
+-- writer commits, its WAL flush included, so writers of one camera would
+-- queue behind each other on its hour's, day's and 32 days' counters and
+-- its total: 16 writers on one camera inserted 2.4 times fewer events a
+-- second than 16 on 16 cameras (bench/ingest.sh).  So each of those
+-- counters is kept in up to sophon_events_slots() rows, its slots, and a
+-- writer adds to the slot of its backend: writers of one camera mostly
+-- update different rows.  A count is the sum of its key's slots; a slot
+-- alone means nothing (a delete may leave it negative).  Readers sum the
+-- slots, so sophon_events_fold() merges the slots of the hours and days
+-- that are over into one row (schedule it: README).
 -- sophon_events_total() answers the filters these counts can (time window,
 -- cameras, person types) from them, and counts only the events of the two
 -- partial hours at the window's ends.  The same counts are kept per day
@@ -211,29 +223,44 @@ CREATE INDEX IF NOT EXISTS sophon_events_identity_name
 
 BEGIN;
 
+-- no event may be written while the counters change shape (a writer's
+-- trigger would name a key they no longer have), nor between the
+-- triggers and the first count (below)
+LOCK TABLE sophon_events IN SHARE ROW EXCLUSIVE MODE;
+
 -- the hour of an event: exact for any float timestamp (floor() first, so
 -- no rounding can move an event across an hour boundary)
 CREATE OR REPLACE FUNCTION sophon_events_hour(ts double precision)
 RETURNS bigint LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN floor(floor(ts) / 3600)::bigint;
 
+-- how many slots a counter may have: 8 spread 16 writers of one camera
+-- well enough (bench/ingest.sh), and a total reads at most 8 rows a key
+CREATE OR REPLACE FUNCTION sophon_events_slots()
+RETURNS smallint LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN 8;
+
+-- slot is the last column, where ADD COLUMN puts it in the tables made
+-- before it (below): the row type is the same either way
 CREATE TABLE IF NOT EXISTS sophon_event_counts (
     hour            bigint NOT NULL,
     device_id       text NOT NULL,
     person_type     smallint NOT NULL,
     n               bigint NOT NULL,
-    PRIMARY KEY (hour, device_id, person_type)
+    slot            smallint NOT NULL DEFAULT 0,
+    PRIMARY KEY (hour, device_id, person_type, slot)
 );
 
--- the hour counts rolled up: grain 1 is a day (slot: the hour's floor
+-- the hour counts rolled up: grain 1 is a day (period: the hour's floor
 -- divided by 24), grain 2 is 32 days (by 768)
 CREATE TABLE IF NOT EXISTS sophon_event_rollups (
     grain           smallint NOT NULL,
-    slot            bigint NOT NULL,
+    period          bigint NOT NULL,
     device_id       text NOT NULL,
     person_type     smallint NOT NULL,
     n               bigint NOT NULL,
-    PRIMARY KEY (grain, slot, device_id, person_type)
+    slot            smallint NOT NULL DEFAULT 0,
+    PRIMARY KEY (grain, period, device_id, person_type, slot)
 );
 
 -- the grains and their hours
@@ -253,8 +280,43 @@ CREATE TABLE IF NOT EXISTS sophon_event_totals (
     device_id       text NOT NULL,
     person_type     smallint NOT NULL,
     n               bigint NOT NULL,
-    PRIMARY KEY (device_id, person_type)
+    slot            smallint NOT NULL DEFAULT 0,
+    PRIMARY KEY (device_id, person_type, slot)
 );
+
+-- Tables of an earlier release, without slots: their counters become slot
+-- 0 of their key.  Checked first, so that running this again takes no
+-- ACCESS EXCLUSIVE lock, which would queue the readers of the counts.
+DO $$
+DECLARE
+    tab   regclass;
+    pkey  name;
+BEGIN
+    FOREACH tab IN ARRAY ARRAY['sophon_event_counts'::regclass,
+                               'sophon_event_totals'::regclass] LOOP
+        CONTINUE WHEN EXISTS (
+            SELECT FROM pg_constraint k
+              JOIN pg_attribute a ON a.attrelid = k.conrelid
+                                 AND a.attnum = ANY (k.conkey)
+             WHERE k.conrelid = tab AND k.contype = 'p'
+               AND a.attname = 'slot');
+
+        SELECT conname INTO pkey FROM pg_constraint
+         WHERE conrelid = tab AND contype = 'p';
+
+        -- the default is a constant: no rewrite of the table
+        EXECUTE format('ALTER TABLE %s'
+                       ' ADD COLUMN IF NOT EXISTS slot smallint NOT NULL'
+                       ' DEFAULT 0,'
+                       ' DROP CONSTRAINT %I,'
+                       ' ADD CONSTRAINT %I PRIMARY KEY (%s)',
+                       tab, pkey, pkey,
+                       CASE tab WHEN 'sophon_event_counts'::regclass
+                                THEN 'hour, device_id, person_type, slot'
+                                ELSE 'device_id, person_type, slot' END);
+    END LOOP;
+END
+$$;
 
 -- NULLs are '' (no filter value is empty).  Unique by the name's MD5, not
 -- the name: a btree entry holds at most about 2.7 kB, and a name longer
@@ -304,17 +366,24 @@ $$;
 -- leaves as it was is not touched at all.  The rows' counters go through
 -- arrays of counter rows (n: +count or -count) so that each upsert is
 -- written, and its plan cached, once.
+--
+-- The hours, roll-ups and totals are added to the slot of the writing
+-- backend: the writers of one camera are as many backends (connections),
+-- and a backend's transactions follow one another, so two of them never
+-- wait for each other; its pid spreads them over the slots (the pids of
+-- connections opened together mostly follow each other).
 CREATE OR REPLACE FUNCTION sophon_events_count_rows()
 RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
 SET search_path FROM CURRENT AS $$
 DECLARE
-    delta  sophon_event_counts[];
-    who    sophon_event_identities[];
+    my_slot  constant smallint := pg_backend_pid() % sophon_events_slots();
+    delta    sophon_event_counts[];
+    who      sophon_event_identities[];
 BEGIN
     IF TG_OP IN ('INSERT', 'UPDATE') THEN
         delta := ARRAY(
             SELECT (hour, device_id, person_type,
-                    count(*))::sophon_event_counts
+                    count(*), my_slot)::sophon_event_counts
               FROM (SELECT sophon_events_hour(ts) AS hour,
                            coalesce(device_id, '') AS device_id, person_type
                       FROM new_rows) r
@@ -333,7 +402,7 @@ BEGIN
     IF TG_OP IN ('DELETE', 'UPDATE') THEN
         delta := delta || ARRAY(
             SELECT (hour, device_id, person_type,
-                    -count(*))::sophon_event_counts
+                    -count(*), my_slot)::sophon_event_counts
               FROM (SELECT sophon_events_hour(ts) AS hour,
                            coalesce(device_id, '') AS device_id, person_type
                       FROM old_rows) r
@@ -350,25 +419,27 @@ BEGIN
     END IF;
 
     INSERT INTO sophon_event_counts AS c
-    SELECT hour, device_id, person_type, sum(n)
+           (hour, device_id, person_type, slot, n)
+    SELECT hour, device_id, person_type, my_slot, sum(n)
       FROM unnest(delta)
      GROUP BY 1, 2, 3 HAVING sum(n) <> 0 ORDER BY 1, 2, 3
-    ON CONFLICT (hour, device_id, person_type)
+    ON CONFLICT (hour, device_id, person_type, slot)
     DO UPDATE SET n = c.n + excluded.n;
 
     INSERT INTO sophon_event_rollups AS r
+           (grain, period, device_id, person_type, slot, n)
     SELECT g.grain, sophon_events_period(d.hour, g.hours), d.device_id,
-           d.person_type, sum(d.n)
+           d.person_type, my_slot, sum(d.n)
       FROM unnest(delta) d, sophon_events_grains() g
      GROUP BY 1, 2, 3, 4 HAVING sum(d.n) <> 0 ORDER BY 1, 2, 3, 4
-    ON CONFLICT (grain, slot, device_id, person_type)
+    ON CONFLICT (grain, period, device_id, person_type, slot)
     DO UPDATE SET n = r.n + excluded.n;
 
-    INSERT INTO sophon_event_totals AS t
-    SELECT device_id, person_type, sum(n)
+    INSERT INTO sophon_event_totals AS t (device_id, person_type, slot, n)
+    SELECT device_id, person_type, my_slot, sum(n)
       FROM unnest(delta)
      GROUP BY 1, 2 HAVING sum(n) <> 0 ORDER BY 1, 2
-    ON CONFLICT (device_id, person_type)
+    ON CONFLICT (device_id, person_type, slot)
     DO UPDATE SET n = t.n + excluded.n;
 
     IF cardinality(who) > 0 THEN
@@ -424,7 +495,9 @@ REVOKE EXECUTE ON FUNCTION sophon_events_count_rows(),
 -- commits, but lets readers read: they keep seeing the old counts (and
 -- the same events) until it commits.  Only the counters that are wrong
 -- are written, in place, so readers never see a table being emptied and
--- refilled.  Returns the events counted and the counters it corrected.
+-- refilled: a key whose slots do not add up to its events gets its count
+-- in slot 0 and loses its other slots (all of them if it has no event).
+-- Returns the events counted and the counter rows it corrected.
 -- In READ COMMITTED only: its statements must see every event committed
 -- before its lock was granted, which an older snapshot would not.
 CREATE OR REPLACE FUNCTION sophon_events_recount(OUT events bigint,
@@ -440,6 +513,8 @@ BEGIN
     LOCK TABLE sophon_events IN SHARE ROW EXCLUSIVE MODE;
 
     -- two passes over the events; the eight writes touch disjoint rows
+    -- (of a wrong key, its slots but slot 0, then its slot 0; or all of
+    -- them, and then none)
     WITH fresh AS MATERIALIZED (
         SELECT sophon_events_hour(ts) AS hour,
                coalesce(device_id, '') AS device_id, person_type,
@@ -453,7 +528,7 @@ BEGIN
          GROUP BY 1, 2
     ),
     fresh_rollups AS MATERIALIZED (
-        SELECT g.grain, sophon_events_period(f.hour, g.hours) AS slot,
+        SELECT g.grain, sophon_events_period(f.hour, g.hours) AS period,
                f.device_id, f.person_type, sum(f.n)::bigint AS n
           FROM fresh f, sophon_events_grains() g
          GROUP BY 1, 2, 3, 4
@@ -466,53 +541,89 @@ BEGIN
          WHERE identity_id <> '' OR identity_name <> ''
          GROUP BY 1, 2
     ),
-    -- a counter left at 0 by deletes is right, and stays
+    -- the keys whose slots do not add up to their events (a key at 0
+    -- without events is right, and stays), with their right count; a key
+    -- whose slots add up is right, however they split it
+    wrong_counts AS MATERIALIZED (
+        SELECT hour, device_id, person_type, coalesce(f.n, 0) AS n
+          FROM fresh f
+          FULL JOIN (SELECT hour, device_id, person_type, sum(n) AS n
+                       FROM sophon_event_counts
+                      GROUP BY 1, 2, 3) c
+               USING (hour, device_id, person_type)
+         WHERE coalesce(f.n, 0) <> coalesce(c.n, 0)
+    ),
+    wrong_rollups AS MATERIALIZED (
+        SELECT grain, period, device_id, person_type, coalesce(f.n, 0) AS n
+          FROM fresh_rollups f
+          FULL JOIN (SELECT grain, period, device_id, person_type,
+                            sum(n) AS n
+                       FROM sophon_event_rollups
+                      GROUP BY 1, 2, 3, 4) r
+               USING (grain, period, device_id, person_type)
+         WHERE coalesce(f.n, 0) <> coalesce(r.n, 0)
+    ),
+    wrong_totals AS MATERIALIZED (
+        SELECT device_id, person_type, coalesce(f.n, 0) AS n
+          FROM fresh_totals f
+          FULL JOIN (SELECT device_id, person_type, sum(n) AS n
+                       FROM sophon_event_totals
+                      GROUP BY 1, 2) t
+               USING (device_id, person_type)
+         WHERE coalesce(f.n, 0) <> coalesce(t.n, 0)
+    ),
+    -- of each wrong key, the count in slot 0 and no other slot (no row
+    -- at all for a key without events)
     stale_counts AS (
         DELETE FROM sophon_event_counts c
-         WHERE c.n <> 0
-           AND NOT EXISTS (SELECT FROM fresh f
-                            WHERE (f.hour, f.device_id, f.person_type)
-                                  = (c.hour, c.device_id, c.person_type))
+         USING wrong_counts w
+         WHERE (c.hour, c.device_id, c.person_type)
+               = (w.hour, w.device_id, w.person_type)
+           AND (c.slot <> 0 OR w.n = 0)
         RETURNING 1
     ),
     set_counts AS (
         INSERT INTO sophon_event_counts AS c
-        SELECT * FROM fresh ORDER BY 1, 2, 3
-        ON CONFLICT (hour, device_id, person_type)
-        DO UPDATE SET n = excluded.n WHERE c.n <> excluded.n
+               (hour, device_id, person_type, slot, n)
+        SELECT hour, device_id, person_type, 0, n
+          FROM wrong_counts WHERE n <> 0 ORDER BY 1, 2, 3
+        ON CONFLICT (hour, device_id, person_type, slot)
+        DO UPDATE SET n = excluded.n
         RETURNING 1
     ),
     stale_rollups AS (
         DELETE FROM sophon_event_rollups r
-         WHERE r.n <> 0
-           AND NOT EXISTS (SELECT FROM fresh_rollups f
-                            WHERE (f.grain, f.slot, f.device_id, f.person_type)
-                                  = (r.grain, r.slot, r.device_id,
-                                     r.person_type))
+         USING wrong_rollups w
+         WHERE (r.grain, r.period, r.device_id, r.person_type)
+               = (w.grain, w.period, w.device_id, w.person_type)
+           AND (r.slot <> 0 OR w.n = 0)
         RETURNING 1
     ),
     set_rollups AS (
         INSERT INTO sophon_event_rollups AS r
-        SELECT * FROM fresh_rollups ORDER BY 1, 2, 3, 4
-        ON CONFLICT (grain, slot, device_id, person_type)
-        DO UPDATE SET n = excluded.n WHERE r.n <> excluded.n
+               (grain, period, device_id, person_type, slot, n)
+        SELECT grain, period, device_id, person_type, 0, n
+          FROM wrong_rollups WHERE n <> 0 ORDER BY 1, 2, 3, 4
+        ON CONFLICT (grain, period, device_id, person_type, slot)
+        DO UPDATE SET n = excluded.n
         RETURNING 1
     ),
     stale_totals AS (
         DELETE FROM sophon_event_totals t
-         WHERE t.n <> 0
-           AND NOT EXISTS (SELECT FROM fresh_totals f
-                            WHERE (f.device_id, f.person_type)
-                                  = (t.device_id, t.person_type))
+         USING wrong_totals w
+         WHERE (t.device_id, t.person_type) = (w.device_id, w.person_type)
+           AND (t.slot <> 0 OR w.n = 0)
         RETURNING 1
     ),
     set_totals AS (
-        INSERT INTO sophon_event_totals AS t
-        SELECT * FROM fresh_totals ORDER BY 1, 2
-        ON CONFLICT (device_id, person_type)
-        DO UPDATE SET n = excluded.n WHERE t.n <> excluded.n
+        INSERT INTO sophon_event_totals AS t (device_id, person_type, slot, n)
+        SELECT device_id, person_type, 0, n
+          FROM wrong_totals WHERE n <> 0 ORDER BY 1, 2
+        ON CONFLICT (device_id, person_type, slot)
+        DO UPDATE SET n = excluded.n
         RETURNING 1
     ),
+    -- a counter left at 0 by deletes is right, and stays
     stale_identities AS (
         DELETE FROM sophon_event_identities i
          WHERE i.n <> 0
@@ -543,6 +654,71 @@ $$;
 
 -- the owner (or a superuser) repairs; nobody else needs to
 REVOKE EXECUTE ON FUNCTION sophon_events_recount() FROM PUBLIC;
+
+-- Merges the slots of every hour, day and 32 days that ended before the
+-- last hour into slot 0, for the readers: a total sums every slot of the
+-- keys it reads, and the writers of one camera fill up to
+-- sophon_events_slots() of them.  Schedule it every few minutes (README);
+-- without it totals stay exact, and read up to that many times the rows.
+--
+--   SELECT sophon_events_fold();
+--
+-- It takes SHARE ROW EXCLUSIVE on the counters it folds, so the writers
+-- under way finish first and new ones wait for its commit (a few
+-- milliseconds: the rows of the minutes since the last fold); readers
+-- never wait, and see the counters before or after, each adding up the
+-- same.  The lock, rather than row locks, because a writer may backfill
+-- an hour that is over, and rows locked in another order than the
+-- writers' could deadlock with it.  Returns the slot rows it merged into
+-- slot 0.
+CREATE OR REPLACE FUNCTION sophon_events_fold(OUT folded bigint)
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    -- the hour before this one is over too: its last writers commit late
+    end_hour  constant bigint
+              := floor(extract(epoch FROM now()) / 3600)::bigint - 1;
+BEGIN
+    LOCK TABLE sophon_event_counts, sophon_event_rollups
+        IN SHARE ROW EXCLUSIVE MODE;
+
+    WITH moved AS (
+        DELETE FROM sophon_event_counts
+         WHERE slot <> 0 AND hour < end_hour
+        RETURNING hour, device_id, person_type, n
+    ),
+    merged AS (
+        INSERT INTO sophon_event_counts AS c
+               (hour, device_id, person_type, slot, n)
+        SELECT hour, device_id, person_type, 0, sum(n)
+          FROM moved
+         GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+        ON CONFLICT (hour, device_id, person_type, slot)
+        DO UPDATE SET n = c.n + excluded.n
+    ),
+    rolled AS (
+        DELETE FROM sophon_event_rollups r
+         USING sophon_events_grains() g
+         WHERE r.grain = g.grain AND r.slot <> 0
+           AND r.period < sophon_events_period(end_hour, g.hours)
+        RETURNING r.grain, r.period, r.device_id, r.person_type, r.n
+    ),
+    rolled_merged AS (
+        INSERT INTO sophon_event_rollups AS r
+               (grain, period, device_id, person_type, slot, n)
+        SELECT grain, period, device_id, person_type, 0, sum(n)
+          FROM rolled
+         GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+        ON CONFLICT (grain, period, device_id, person_type, slot)
+        DO UPDATE SET n = r.n + excluded.n
+    )
+    -- (a data-modifying WITH runs to its end, read or not)
+    SELECT (SELECT count(*) FROM moved) + (SELECT count(*) FROM rolled)
+      INTO folded;
+END
+$$;
+
+-- the owner (or a superuser) folds; nobody else needs to
+REVOKE EXECUTE ON FUNCTION sophon_events_fold() FROM PUBLIC;
 
 -- no event may be written between the triggers and the first count
 LOCK TABLE sophon_events IN SHARE ROW EXCLUSIVE MODE;
@@ -651,9 +827,10 @@ BEGIN
     SELECT coalesce(sum(n), 0) INTO part
       FROM sophon_event_rollups r
      WHERE r.grain = 1
-       AND ((r.slot >= first_day AND r.slot < least(first_block * 32, end_day))
-            OR (r.slot >= greatest(end_block * 32, first_day)
-                AND r.slot < end_day))
+       AND ((r.period >= first_day
+             AND r.period < least(first_block * 32, end_day))
+            OR (r.period >= greatest(end_block * 32, first_day)
+                AND r.period < end_day))
        AND (devices IS NULL OR r.device_id = ANY (devices))
        AND (types IS NULL OR r.person_type = ANY (types));
 
@@ -661,7 +838,7 @@ BEGIN
 
     SELECT coalesce(sum(n), 0) INTO part
       FROM sophon_event_rollups r
-     WHERE r.grain = 2 AND r.slot >= first_block AND r.slot < end_block
+     WHERE r.grain = 2 AND r.period >= first_block AND r.period < end_block
        AND (devices IS NULL OR r.device_id = ANY (devices))
        AND (types IS NULL OR r.person_type = ANY (types));
 
