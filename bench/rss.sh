@@ -90,7 +90,10 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 mkdir -p "$dir/logs" "$dir/tmp"
-# as root, the worker runs as nobody (it needs nothing but TCP)
+# as root, the worker runs as nobody: it needs TCP, and the way to the
+# temporary files of answers to slow clients (tmp/client_body, which
+# nginx makes its own)
+chmod 755 "$dir"
 user='#'
 if [ "$(id -u)" = 0 ]; then
     if id nobody >/dev/null 2>&1; then
