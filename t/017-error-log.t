@@ -18,8 +18,8 @@
 # The NOTICE comes from a database of its own in the test cluster,
 # $NoticeDb, created here with sql/schema.sql and sql/roles.sql, whose
 # sophon_events_total() raises NOTICE 'sophon-notice-marker' and then
-# answers as before; it is dropped at the end (WITH (FORCE): nginx may
-# still hold a connection to it).
+# answers as before (the module calls it for a time window); it is dropped
+# at the end (WITH (FORCE): nginx may still hold a connection to it).
 
 use Test::Nginx::Socket 'no_plan';
 use FindBin ();
@@ -132,8 +132,8 @@ Connection refused
         sophon_events_db "$TEST_NGINX_SOPHON_NOTICE_DB" connections=1;
     }
 --- request eval
-["GET /notice/events?per_page=1",
- "GET /notice/events?per_page=2&page=1"]
+["GET /notice/events?per_page=1&datetime_gte=0",
+ "GET /notice/events?per_page=2&page=1&datetime_lte=1e10"]
 --- error_code eval
 [200, 200]
 --- response_body eval
