@@ -319,6 +319,12 @@ BEGIN
 END
 $$;
 
+-- the rows sophon_events_fold() merges, whatever the history's length
+CREATE INDEX IF NOT EXISTS sophon_event_counts_slots
+    ON sophon_event_counts (hour) WHERE slot <> 0;
+CREATE INDEX IF NOT EXISTS sophon_event_rollups_slots
+    ON sophon_event_rollups (grain, period) WHERE slot <> 0;
+
 -- NULLs are '' (no filter value is empty).  Unique by the name's MD5, not
 -- the name: a btree entry holds at most about 2.7 kB, and a name longer
 -- than that must not make its event's insert fail (the events' own index
@@ -474,6 +480,11 @@ DECLARE
     owner  text := (SELECT relowner::regrole::text FROM pg_class
                      WHERE oid = 'sophon_event_counts'::regclass);
 BEGIN
+    -- the counts added by a later release than the table (by whoever ran
+    -- this script) belong to the owner of the others, whose triggers
+    -- write them
+    EXECUTE format('ALTER TABLE sophon_event_rollups OWNER TO %s', owner);
+    EXECUTE format('ALTER TABLE sophon_event_identities OWNER TO %s', owner);
     EXECUTE format('ALTER FUNCTION sophon_events_count_rows() OWNER TO %s',
                    owner);
     EXECUTE format('ALTER FUNCTION sophon_events_count_truncate()'
@@ -666,21 +677,37 @@ REVOKE EXECUTE ON FUNCTION sophon_events_recount() FROM PUBLIC;
 --
 -- It takes SHARE ROW EXCLUSIVE on the counters it folds, so the writers
 -- under way finish first and new ones wait for its commit (a few
--- milliseconds: the rows of the minutes since the last fold); readers
--- never wait, and see the counters before or after, each adding up the
--- same.  The lock, rather than row locks, because a writer may backfill
+-- milliseconds: the slot rows since the last fold, found through partial
+-- indexes); readers never wait, and see the counters before or after,
+-- each adding up the same.  If the lock is not granted within 200 ms (a
+-- long writing transaction, a loader, a vacuum of the counters), it
+-- returns NULL and folds nothing, rather than keep the writers queued
+-- behind its request; the next run folds.  The lock, rather than row locks, because a writer may backfill
 -- an hour that is over, and rows locked in another order than the
 -- writers' could deadlock with it.  Returns the slot rows it merged into
 -- slot 0.
 CREATE OR REPLACE FUNCTION sophon_events_fold(OUT folded bigint)
-LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+LANGUAGE plpgsql SET search_path FROM CURRENT SET lock_timeout = '200ms'
+AS $$
 DECLARE
     -- the hour before this one is over too: its last writers commit late
     end_hour  constant bigint
               := floor(extract(epoch FROM now()) / 3600)::bigint - 1;
 BEGIN
-    LOCK TABLE sophon_event_counts, sophon_event_rollups
-        IN SHARE ROW EXCLUSIVE MODE;
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'sophon_events_fold() needs a READ COMMITTED'
+                        ' transaction, not %',
+                        upper(current_setting('transaction_isolation'));
+    END IF;
+
+    BEGIN
+        LOCK TABLE sophon_event_counts, sophon_event_rollups
+            IN SHARE ROW EXCLUSIVE MODE;
+    EXCEPTION WHEN lock_not_available THEN
+        -- a long transaction writes, or a vacuum runs: the writers that
+        -- queue behind the lock must not wait for it; the next fold will
+        RETURN;
+    END;
 
     WITH moved AS (
         DELETE FROM sophon_event_counts
@@ -746,6 +773,7 @@ INSERT INTO sophon_event_counts
 SELECT sophon_events_hour(ts), coalesce(device_id, ''), person_type, count(*)
   FROM sophon_events
  WHERE NOT EXISTS (SELECT FROM sophon_event_totals)
+   AND NOT EXISTS (SELECT FROM sophon_event_counts)
  GROUP BY 1, 2, 3;
 
 INSERT INTO sophon_event_totals

@@ -267,6 +267,21 @@ add_block_preprocessor(sub {
         is(admin(sprintf $slots, 'sophon_event_counts'), 0,
            "$name - folded again: slot 0 alone");
         counts_exact("$name (backfilled)");
+
+        # a writer's long transaction: the fold gives up instead of
+        # queueing every other writer behind its lock request
+        @done = sessions(
+            "BEGIN;\nINSERT INTO sophon_events (doc) VALUES "
+            . doc_sql('fold-long', 1) . ";\nSELECT pg_sleep(2);\nCOMMIT;\n",
+            [ "SELECT pg_sleep(0.5);\n"
+              . "SELECT coalesce(sophon_events_fold()::text, 'none');\n",
+              undef ]);
+        ok($done[0][0], "$name - the long writer committed")
+            or diag($done[0][2]);
+        is(($done[1][1] =~ /(\S+)\s*\z/)[0], 'none',
+           "$name - the fold behind it folded nothing")
+            or diag($done[1][2]);
+        counts_exact("$name (long writer)");
     }
 
     if (defined $block->recount) {
@@ -332,7 +347,7 @@ GET /SophonFace/api/events?streams=dev-slots&per_page=1
 --- request
 GET /SophonFace/api/events?streams=dev-slots&per_page=1
 --- error_code: 200
---- response_body_like: "total_count":240,"next":(?:null|"[0-9a-f]+")\}\}$
+--- response_body_like: "total_count":241,"next":(?:null|"[0-9a-f]+")\}\}$
 --- no_error_log
 [error]
 

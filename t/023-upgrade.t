@@ -4,8 +4,11 @@
 # from jsonb to json, its GENERATED columns to columns the trigger fills,
 # the new counts filled from the events, lz4 kept, and a second run
 # changes nothing.  t/fixtures/schema-previous.sql is that release's
-# script, as it shipped; both run in a schema of their own, upgrade_test,
-# dropped at the start and at exit.
+# script, as it shipped, run by a role of its own, sophon_upgrade_owner,
+# in a schema of its own, upgrade_test; the new script runs as the
+# superuser, as an operator may run it, and the tables it adds must still
+# be the owner's, whose triggers write them.  Both are dropped at the
+# start and at exit.
 
 use Test::Nginx::Socket 'no_plan';
 use lib 't';
@@ -34,7 +37,8 @@ sub script {
 
 sub drop {
     SophonTest::psql("SET client_min_messages = warning;"
-                     . " DROP SCHEMA IF EXISTS upgrade_test CASCADE");
+                     . " DROP SCHEMA IF EXISTS upgrade_test CASCADE;"
+                     . " DROP ROLE IF EXISTS sophon_upgrade_owner");
 }
 
 END {
@@ -59,11 +63,17 @@ add_block_preprocessor(sub {
     return if !defined $block->upgrade;
 
     drop();
-    run_sql($name, 'the previous release\'s schema',
-            "CREATE SCHEMA upgrade_test;\n$Path"
-            . script('t/fixtures/schema-previous.sql')
-            . "$Path INSERT INTO sophon_events (doc) VALUES "
-            . join(', ', map { "('$_'::jsonb)" } @Docs) . ";\n");
+    run_sql($name, 'its owner',
+            "CREATE ROLE sophon_upgrade_owner LOGIN;\n"
+            . "CREATE SCHEMA upgrade_test AUTHORIZATION sophon_upgrade_owner;\n");
+
+    my ($ok, undef, $err) = SophonTest::psql_script(
+        "$Path" . script('t/fixtures/schema-previous.sql')
+        . "$Path INSERT INTO sophon_events (doc) VALUES "
+        . join(', ', map { "('$_'::jsonb)" } @Docs) . ";\n",
+        'sophon_upgrade_owner');
+    ok($ok, "$name - the previous release's schema, by its owner")
+        or diag($err);
 
     my $before = run_sql($name, 'its columns',
         "$Path SELECT id, ts, identity_id, identity_name, person_type,"
@@ -99,6 +109,12 @@ add_block_preprocessor(sub {
     is(run_sql($name, 'a recount',
                "$Path SELECT * FROM sophon_events_recount();\n"),
        '3|0', "$name - every count (new ones included) is what the events give");
+
+    is(run_sql($name, 'the owners',
+               "$Path SELECT string_agg(DISTINCT relowner::regrole::text, ',')"
+               . " FROM pg_class WHERE relnamespace = 'upgrade_test'::regnamespace"
+               . " AND relkind = 'r';\n"),
+       'sophon_upgrade_owner', "$name - every table is the owner's");
 
     is(run_sql($name, 'the identities',
                "$Path SELECT identity_id, identity_name, n"
