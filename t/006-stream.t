@@ -62,7 +62,8 @@ sub fixture_features {
 }
 
 # the events of the page, in order, each with the digit strings of its
-# feature as the body writes them (jsonb puts ", " between elements)
+# feature as the body writes them (a writer may put spaces between
+# elements)
 sub page_features {
     my ($body) = @_;
     my @events;
@@ -122,8 +123,9 @@ sub check_feature_digits {
         or diag(join "\n", grep { defined } @bad[0 .. 4]);
 }
 
-# JSON as PostgreSQL's jsonb prints it: UTF-8 as UTF-8, only control
-# characters escaped; no raw control character anywhere
+# JSON as the fixtures write it (the documents are their bytes,
+# SophonTest::check_bytes): UTF-8 as UTF-8, only control characters
+# escaped; no raw control character anywhere
 sub check_json_text {
     my ($name, $body) = @_;
 
