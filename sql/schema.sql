@@ -495,6 +495,20 @@ $$;
 REVOKE EXECUTE ON FUNCTION sophon_events_count_rows(),
     sophon_events_count_truncate() FROM PUBLIC;
 
+-- The recount and the fold read what their lock waited for: each
+-- statement's snapshot must be newer than the lock, which an older
+-- transaction's snapshot (REPEATABLE READ) is not.
+CREATE OR REPLACE FUNCTION sophon_events_read_committed(caller text)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION '% needs a READ COMMITTED transaction, not %',
+                        caller,
+                        upper(current_setting('transaction_isolation'));
+    END IF;
+END
+$$;
+
 -- Rebuilds the four counts from the events, for when something skipped the
 -- triggers (session_replication_role = replica, pg_restore
 -- --disable-triggers, ALTER TABLE ... DISABLE TRIGGER) or wrote the counts
@@ -516,11 +530,7 @@ CREATE OR REPLACE FUNCTION sophon_events_recount(OUT events bigint,
     OUT corrected bigint)
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
-    IF current_setting('transaction_isolation') <> 'read committed' THEN
-        RAISE EXCEPTION 'sophon_events_recount() needs a READ COMMITTED'
-                        ' transaction, not %',
-                        upper(current_setting('transaction_isolation'));
-    END IF;
+    PERFORM sophon_events_read_committed('sophon_events_recount()');
 
     LOCK TABLE sophon_events IN SHARE ROW EXCLUSIVE MODE;
 
@@ -694,11 +704,7 @@ DECLARE
     end_hour  constant bigint
               := floor(extract(epoch FROM now()) / 3600)::bigint - 1;
 BEGIN
-    IF current_setting('transaction_isolation') <> 'read committed' THEN
-        RAISE EXCEPTION 'sophon_events_fold() needs a READ COMMITTED'
-                        ' transaction, not %',
-                        upper(current_setting('transaction_isolation'));
-    END IF;
+    PERFORM sophon_events_read_committed('sophon_events_fold()');
 
     BEGIN
         LOCK TABLE sophon_event_counts, sophon_event_rollups

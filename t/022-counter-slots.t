@@ -23,9 +23,6 @@
 use Test::Nginx::Socket 'no_plan';
 use lib 't';
 use SophonTest ();
-use File::Temp ();
-use POSIX ();
-use Time::HiRes ();
 
 repeat_each(1);
 no_shuffle();
@@ -52,42 +49,11 @@ sub doc_sql {
            . " \"ep_info\": {\"device_id\": \"$Device\"}}}')";
 }
 
-# runs the scripts as sophon_writer (a script given as [SQL, undef]: as
-# the owner), each in its own session, all at once (they start together);
-# returns the (ok, stdout, stderr) of each
+# the scripts as sophon_writer (a script given as [SQL, undef]: as the
+# owner), each in its own session, all at once: SophonTest::psql_sessions
 sub sessions {
-    my @scripts = @_;
-    my $start = Time::HiRes::time() + 0.5;
-    my (@pids, @files);
-
-    for my $script (@scripts) {
-        my $file = File::Temp->new(TEMPLATE => 'sophon-slots-XXXXXX',
-                                   TMPDIR => 1);
-        my $pid = fork;
-        die "fork: $!\n" if !defined $pid;
-
-        if ($pid == 0) {
-            my $wait = $start - Time::HiRes::time();
-            Time::HiRes::sleep($wait) if $wait > 0;
-            my ($sql, $role) = ref $script ? @$script
-                                           : ($script, 'sophon_writer');
-            my ($ok, $out, $err) = SophonTest::psql_script($sql, $role);
-            open my $fh, '>', $file->filename or POSIX::_exit(127);
-            print $fh join("\0", $ok ? 1 : 0, $out, $err);
-            close $fh;
-            POSIX::_exit(0);
-        }
-
-        push @pids, $pid;
-        push @files, $file;
-    }
-
-    waitpid $_, 0 for @pids;
-
-    return map {
-        my $text = do { local (@ARGV, $/) = ($_->filename); <> } // '';
-        [ split /\0/, $text, 3 ];
-    } @files;
+    return SophonTest::psql_sessions(
+        map { ref $_ ? $_ : [ $_, 'sophon_writer' ] } @_);
 }
 
 # every counter of dev-slots against its events, summed over the slots

@@ -16,6 +16,7 @@ use warnings;
 use Encode qw(decode);
 use File::Temp ();
 use POSIX ();
+use Time::HiRes ();
 use JSON::PP;
 use Test::More;
 use Exporter 'import';
@@ -439,6 +440,43 @@ sub psql_script {
     unlink $file;
 
     return ($ok, $out, $stderr);
+}
+
+# psql_sessions([SQL, ROLE], ...): runs the scripts each in its own
+# session, as ROLE (undef: the superuser), all at once (they start
+# together, half a second from now); returns [ok, stdout, stderr] of each,
+# in order, as psql_script() does
+sub psql_sessions {
+    my @scripts = @_;
+    my $start = Time::HiRes::time() + 0.5;
+    my (@pids, @files);
+
+    for my $script (@scripts) {
+        my $file = File::Temp->new(TEMPLATE => 'sophon-session-XXXXXX',
+                                   TMPDIR => 1);
+        my $pid = fork;
+        die "fork: $!\n" if !defined $pid;
+
+        if ($pid == 0) {
+            my $wait = $start - Time::HiRes::time();
+            Time::HiRes::sleep($wait) if $wait > 0;
+            my ($ok, $out, $err) = psql_script(@$script);
+            open my $fh, '>', $file->filename or POSIX::_exit(127);
+            print $fh join("\0", $ok ? 1 : 0, $out, $err);
+            close $fh;
+            POSIX::_exit(0);
+        }
+
+        push @pids, $pid;
+        push @files, $file;
+    }
+
+    waitpid $_, 0 for @pids;
+
+    return map {
+        my $text = do { local (@ARGV, $/) = ($_->filename); <> } // '';
+        [ split /\0/, $text, 3 ];
+    } @files;
 }
 
 # percent-encodes a query value (UTF-8)
