@@ -18,6 +18,7 @@
 #include "ngx_http_sophon_events_pool.h"
 #include "ngx_http_sophon_events_query.h"
 #include "ngx_http_sophon_events_output.h"
+#include "ngx_http_sophon_events_stream.h"
 
 
 typedef struct {
@@ -26,6 +27,12 @@ typedef struct {
 
 
 static ngx_int_t ngx_http_sophon_events_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_sophon_events_route(ngx_http_request_t *r,
+    ngx_http_sophon_events_ctx_t *ctx, ngx_str_t *error);
+static ngx_int_t ngx_http_sophon_events_event_id(ngx_http_request_t *r,
+    ngx_http_sophon_events_ctx_t *ctx, ngx_str_t *error);
+static ngx_int_t ngx_http_sophon_events_allow(ngx_http_request_t *r,
+    ngx_str_t *error);
 static ngx_int_t ngx_http_sophon_events_start(ngx_http_request_t *r,
     ngx_http_sophon_events_ctx_t *ctx);
 static void ngx_http_sophon_events_write_handler(ngx_http_request_t *r);
@@ -41,6 +48,8 @@ static char *ngx_http_sophon_events_merge_loc_conf(ngx_conf_t *cf,
     void *parent, void *child);
 static char *ngx_http_sophon_events(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_sophon_events_endpoint(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 static char *ngx_http_sophon_events_db(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_sophon_events_drain(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -63,12 +72,54 @@ static ngx_command_t  ngx_http_sophon_events_commands[] = {
       0,
       NULL },
 
+    { ngx_string("sophon_events_stream"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_sophon_events_endpoint,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_sophon_events_loc_conf_t, stream),
+      NULL },
+
+    { ngx_string("sophon_events_stats"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_sophon_events_endpoint,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_sophon_events_loc_conf_t, stats),
+      NULL },
+
     { ngx_string("sophon_events_db"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
       ngx_http_sophon_events_db,
       NGX_HTTP_LOC_CONF_OFFSET,
-      0,
+      offsetof(ngx_http_sophon_events_loc_conf_t, pool),
       NULL },
+
+    { ngx_string("sophon_events_delete"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_sophon_events_loc_conf_t, delete),
+      NULL },
+
+    { ngx_string("sophon_events_delete_db"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_sophon_events_db,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_sophon_events_loc_conf_t, delete_pool),
+      NULL },
+
+    { ngx_string("sophon_events_stream_heartbeat"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_sophon_events_loc_conf_t, stream_heartbeat),
+      NULL },
+
+    { ngx_string("sophon_events_max_streams"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_sophon_events_loc_conf_t, max_streams),
+      &ngx_http_sophon_events_positive },
 
     { ngx_string("sophon_events_connect_timeout"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
@@ -210,6 +261,12 @@ static ngx_http_variable_t  ngx_http_sophon_events_vars[] = {
 static ngx_str_t  ngx_http_sophon_events_not_allowed =
     ngx_string("method: only GET and HEAD are allowed");
 
+static ngx_str_t  ngx_http_sophon_events_not_allowed_delete =
+    ngx_string("method: only GET, HEAD and DELETE are allowed");
+
+static ngx_str_t  ngx_http_sophon_events_no_endpoint =
+    ngx_string("no such endpoint");
+
 
 static ngx_int_t
 ngx_http_sophon_events_handler(ngx_http_request_t *r)
@@ -226,11 +283,6 @@ ngx_http_sophon_events_handler(ngx_http_request_t *r)
         return rc;
     }
 
-    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
-        return ngx_http_sophon_events_send_error(r, NGX_HTTP_NOT_ALLOWED,
-                                          &ngx_http_sophon_events_not_allowed);
-    }
-
     conf = ngx_http_get_module_loc_conf(r, ngx_http_sophon_events_module);
 
     ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_sophon_events_ctx_t));
@@ -240,26 +292,206 @@ ngx_http_sophon_events_handler(ngx_http_request_t *r)
 
     ctx->request = r;
     ctx->conf = conf;
+    ctx->pool = conf->pool;
 
-    rc = ngx_http_sophon_events_parse_args(r->pool, &r->args, &conf->limits,
-                                           &ctx->args, &error);
+    rc = ngx_http_sophon_events_route(r, ctx, &error);
+
+    if (rc == NGX_OK) {
+        rc = ngx_http_sophon_events_parse_args(r->pool, &r->args,
+                                               &conf->limits, &ctx->args,
+                                               &error);
+        if (rc == NGX_DECLINED) {
+            rc = NGX_HTTP_BAD_REQUEST;
+        }
+    }
+
+    if (rc == NGX_OK && ctx->endpoint->check) {
+        /* what only its endpoint knows: a stats interval, a stream cursor */
+
+        rc = ctx->endpoint->check(ctx, &error);
+        if (rc == NGX_DECLINED) {
+            rc = NGX_HTTP_BAD_REQUEST;
+        }
+    }
 
     if (rc == NGX_ERROR) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (rc == NGX_DECLINED) {
+    if (rc != NGX_OK) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "sophon_events: bad request: %V", &error);
 
-        return ngx_http_sophon_events_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                                 &error);
+        if (rc == NGX_HTTP_NOT_ALLOWED
+            && ngx_http_sophon_events_allow(r, &error) != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_http_sophon_events_send_error(r, rc, &error);
     }
 
-    /* the same headers as GET need only the total */
-    ctx->args.total_only = (r->method == NGX_HTTP_HEAD);
+    if (ctx->endpoint == &ngx_http_sophon_events_list) {
+        /* the same headers as GET need only the total */
+        ctx->args.total_only = (r->method == NGX_HTTP_HEAD);
+        ctx->shape = ngx_http_sophon_events_sql_shape(&ctx->args);
+    }
 
     return ngx_http_sophon_events_start(r, ctx);
+}
+
+
+/*
+ * Which endpoint the request asks for: the location's directive, then, in
+ * a location of sophon_events, the method and the URI.  A prefix location
+ * serves the list at its own URI and one event at "<location>/<_id>".
+ */
+
+static ngx_int_t
+ngx_http_sophon_events_route(ngx_http_request_t *r,
+    ngx_http_sophon_events_ctx_t *ctx, ngx_str_t *error)
+{
+    ngx_int_t                           rc;
+    ngx_http_sophon_events_loc_conf_t  *conf;
+
+    conf = ctx->conf;
+
+    if (conf->stream || conf->stats) {
+        if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+            *error = ngx_http_sophon_events_not_allowed;
+            return NGX_HTTP_NOT_ALLOWED;
+        }
+
+        ctx->endpoint = conf->stats ? &ngx_http_sophon_events_stats
+                                    : &ngx_http_sophon_events_stream_batch;
+        return NGX_OK;
+    }
+
+    rc = ngx_http_sophon_events_event_id(r, ctx, error);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (ctx->event_id.data) {
+        if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+            *error = ngx_http_sophon_events_not_allowed;
+            return NGX_HTTP_NOT_ALLOWED;
+        }
+
+        ctx->endpoint = &ngx_http_sophon_events_one;
+        ctx->shape = NGX_HTTP_SOPHON_EVENTS_SHAPE_EVENT;
+        return NGX_OK;
+    }
+
+    if (r->method == NGX_HTTP_DELETE && conf->delete == 1) {
+        ctx->endpoint = &ngx_http_sophon_events_delete;
+        ctx->shape = NGX_HTTP_SOPHON_EVENTS_SHAPE_DELETE;
+        ctx->pool = conf->delete_pool;
+        return NGX_OK;
+    }
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        *error = (conf->delete == 1)
+                 ? ngx_http_sophon_events_not_allowed_delete
+                 : ngx_http_sophon_events_not_allowed;
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+
+    ctx->endpoint = &ngx_http_sophon_events_list;
+
+    return NGX_OK;
+}
+
+
+/* 405's Allow: the methods its message names */
+
+static ngx_int_t
+ngx_http_sophon_events_allow(ngx_http_request_t *r, ngx_str_t *error)
+{
+    ngx_table_elt_t  *allow;
+
+    allow = ngx_list_push(&r->headers_out.headers);
+    if (allow == NULL) {
+        return NGX_ERROR;
+    }
+
+    allow->hash = 1;
+    ngx_str_set(&allow->key, "Allow");
+
+    if (error->data == ngx_http_sophon_events_not_allowed_delete.data) {
+        ngx_str_set(&allow->value, "GET, HEAD, DELETE");
+
+    } else {
+        ngx_str_set(&allow->value, "GET, HEAD");
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * "<location>/<_id>": the rest of the URI, decoded by nginx, is the id.
+ * NGX_OK with ctx->event_id unset: the location's own URI, the list.  An
+ * exact or a regex location has no such rest: it serves the list alone.
+ */
+
+static ngx_int_t
+ngx_http_sophon_events_event_id(ngx_http_request_t *r,
+    ngx_http_sophon_events_ctx_t *ctx, ngx_str_t *error)
+{
+    u_char                    *p, *end;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    if (clcf->exact_match
+#if (NGX_PCRE)
+        || clcf->regex
+#endif
+        || r->uri.len <= clcf->name.len)
+    {
+        return NGX_OK;
+    }
+
+    p = r->uri.data + clcf->name.len;
+    end = r->uri.data + r->uri.len;
+
+    if (clcf->name.len == 0 || clcf->name.data[clcf->name.len - 1] != '/') {
+        if (*p != '/') {
+            /* "/SophonFace/api/eventsX" */
+            *error = ngx_http_sophon_events_no_endpoint;
+            return NGX_HTTP_NOT_FOUND;
+        }
+
+        p++;
+    }
+
+    if (p == end) {
+        /* "<location>/": the list */
+        return NGX_OK;
+    }
+
+    if ((size_t) (end - p) > ctx->conf->limits.max_value_length) {
+        ngx_str_set(error, "_id: is longer than sophon_events_max_value_length");
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
+    if (ngx_strlchr(p, end, '\0') != NULL
+        || ngx_http_sophon_events_utf8_valid(p, end - p) != NGX_OK)
+    {
+        ngx_str_set(error, "_id: is not valid UTF-8 text");
+        return NGX_HTTP_BAD_REQUEST;
+    }
+
+    ctx->event_id.data = ngx_pnalloc(r->pool, end - p + 1);
+    if (ctx->event_id.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->event_id.len = end - p;
+    (void) ngx_cpystrn(ctx->event_id.data, p, end - p + 1);
+
+    return NGX_OK;
 }
 
 
@@ -267,6 +499,7 @@ static ngx_int_t
 ngx_http_sophon_events_start(ngx_http_request_t *r,
     ngx_http_sophon_events_ctx_t *ctx)
 {
+    ngx_int_t            rc;
     ngx_http_cleanup_t  *cln;
 
     cln = ngx_http_cleanup_add(r, 0);
@@ -277,9 +510,14 @@ ngx_http_sophon_events_start(ngx_http_request_t *r,
     cln->handler = ngx_http_sophon_events_cleanup;
     cln->data = ctx;
 
-    ctx->shape = ngx_http_sophon_events_sql_shape(&ctx->args);
-
     ngx_http_set_ctx(r, ctx, ngx_http_sophon_events_module);
+
+    if (ctx->stream) {
+        rc = ngx_http_sophon_events_stream_start(ctx);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+    }
 
     /* notice a client that goes away while the database works */
     r->read_event_handler = ngx_http_test_reading;
@@ -287,7 +525,9 @@ ngx_http_sophon_events_start(ngx_http_request_t *r,
 
     r->main->count++;
 
-    ngx_http_sophon_events_query_start(ctx);
+    if (ctx->stream == NULL) {
+        ngx_http_sophon_events_query_start(ctx);
+    }
 
     return NGX_DONE;
 }
@@ -422,7 +662,13 @@ ngx_http_sophon_events_create_loc_conf(ngx_conf_t *cf)
      */
 
     conf->enable = NGX_CONF_UNSET;
+    conf->stream = NGX_CONF_UNSET;
+    conf->stats = NGX_CONF_UNSET;
     conf->pool = NGX_CONF_UNSET_PTR;
+    conf->delete = NGX_CONF_UNSET;
+    conf->delete_pool = NGX_CONF_UNSET_PTR;
+    conf->stream_heartbeat = NGX_CONF_UNSET_MSEC;
+    conf->max_streams = NGX_CONF_UNSET_UINT;
     conf->connect_timeout = NGX_CONF_UNSET_MSEC;
     conf->query_timeout = NGX_CONF_UNSET_MSEC;
     conf->limits.per_page_default = NGX_CONF_UNSET_UINT;
@@ -446,7 +692,15 @@ ngx_http_sophon_events_merge_loc_conf(ngx_conf_t *cf, void *parent,
     ngx_http_sophon_events_loc_conf_t  *conf = child;
 
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
+    ngx_conf_merge_value(conf->stream, prev->stream, 0);
+    ngx_conf_merge_value(conf->stats, prev->stats, 0);
     ngx_conf_merge_ptr_value(conf->pool, prev->pool, NULL);
+    ngx_conf_merge_value(conf->delete, prev->delete, 0);
+    ngx_conf_merge_ptr_value(conf->delete_pool, prev->delete_pool, NULL);
+
+    ngx_conf_merge_msec_value(conf->stream_heartbeat, prev->stream_heartbeat,
+                              15000);
+    ngx_conf_merge_uint_value(conf->max_streams, prev->max_streams, 1024);
 
     ngx_conf_merge_msec_value(conf->connect_timeout, prev->connect_timeout,
                               5000);
@@ -479,13 +733,21 @@ ngx_http_sophon_events_merge_loc_conf(ngx_conf_t *cf, void *parent,
         conf->temp_path = prev->temp_path;
     }
 
-    if (!conf->enable) {
+    if (!conf->enable && !conf->stream && !conf->stats) {
         return NGX_CONF_OK;
     }
 
     if (conf->pool == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"sophon_events\" needs \"sophon_events_db\"");
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->delete == 1 && conf->delete_pool == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"sophon_events_delete on\" needs "
+                           "\"sophon_events_delete_db\", with a role that "
+                           "may delete");
         return NGX_CONF_ERROR;
     }
 
@@ -520,15 +782,38 @@ ngx_http_sophon_events(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_sophon_events_loc_conf_t  *slcf = conf;
 
-    ngx_http_core_loc_conf_t  *clcf;
-
     if (slcf->enable != NGX_CONF_UNSET) {
         return "is duplicate";
     }
 
     slcf->enable = 1;
 
+    return ngx_http_sophon_events_endpoint(cf, cmd, conf);
+}
+
+
+/* sophon_events; sophon_events_stream; sophon_events_stats; */
+
+static char *
+ngx_http_sophon_events_endpoint(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_sophon_events_loc_conf_t  *slcf = conf;
+
+    ngx_flag_t                *flag;
+    ngx_http_core_loc_conf_t  *clcf;
+
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->handler == ngx_http_sophon_events_handler) {
+        return "is duplicate: a location serves one endpoint";
+    }
+
+    if (cmd->offset) {
+        flag = (ngx_flag_t *) ((char *) slcf + cmd->offset);
+        *flag = 1;
+    }
+
     clcf->handler = ngx_http_sophon_events_handler;
 
     return NGX_CONF_OK;
@@ -543,16 +828,16 @@ ngx_http_sophon_events(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 static char *
 ngx_http_sophon_events_db(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    ngx_http_sophon_events_loc_conf_t  *slcf = conf;
-
     ngx_int_t                            n;
     ngx_str_t                           *value, s;
     ngx_msec_t                           ms;
     ngx_uint_t                           i;
-    ngx_http_sophon_events_pool_t       *pool, **pp;
+    ngx_http_sophon_events_pool_t       *pool, **pp, **field;
     ngx_http_sophon_events_main_conf_t  *smcf;
 
-    if (slcf->pool != NGX_CONF_UNSET_PTR) {
+    field = (ngx_http_sophon_events_pool_t **) ((char *) conf + cmd->offset);
+
+    if (*field != NGX_CONF_UNSET_PTR) {
         return "is duplicate";
     }
 
@@ -632,7 +917,7 @@ ngx_http_sophon_events_db(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     *pp = pool;
-    slcf->pool = pool;
+    *field = pool;
 
     return NGX_CONF_OK;
 

@@ -32,10 +32,17 @@ typedef enum {
     NGX_HTTP_SOPHON_EVENTS_ARG_STRING,
     NGX_HTTP_SOPHON_EVENTS_ARG_SUBSTRING,
     NGX_HTTP_SOPHON_EVENTS_ARG_TYPE_LIST,
-    NGX_HTTP_SOPHON_EVENTS_ARG_STRING_LIST
+    NGX_HTTP_SOPHON_EVENTS_ARG_STRING_LIST,
+    NGX_HTTP_SOPHON_EVENTS_ARG_WORD,
+    NGX_HTTP_SOPHON_EVENTS_ARG_STREAM_CURSOR
 } ngx_http_sophon_events_arg_kind_e;
 
 
+/* a stream's cursor: two snapshots and an event, hex-encoded (stream.c) */
+#define NGX_HTTP_SOPHON_EVENTS_STREAM_CURSOR_LEN  8192
+
+
+/* "filter": the filter's index; for words and cursors, the field's offset */
 typedef struct {
     ngx_str_t                            name;
     ngx_http_sophon_events_arg_kind_e    kind;
@@ -52,7 +59,7 @@ typedef struct {
     ngx_http_sophon_events_param_t        *param;
     ngx_uint_t                             seen;
     ngx_array_t                           *items[
-                                             NGX_HTTP_SOPHON_EVENTS_NFILTERS];
+                                         NGX_HTTP_SOPHON_EVENTS_NFILTERS + 1];
     ngx_uint_t                             list_depth;
 } ngx_http_sophon_events_parse_t;
 
@@ -138,6 +145,24 @@ static ngx_http_sophon_events_param_t  ngx_http_sophon_events_params[] = {
 
     { ngx_string("streams"), NGX_HTTP_SOPHON_EVENTS_ARG_STRING_LIST,
       NGX_HTTP_SOPHON_EVENTS_STREAMS },
+
+    /* DELETE's */
+    { ngx_string("event_id_list"), NGX_HTTP_SOPHON_EVENTS_ARG_STRING_LIST,
+      NGX_HTTP_SOPHON_EVENTS_EVENT_ID_LIST },
+
+    /* the statistics' */
+    { ngx_string("interval"), NGX_HTTP_SOPHON_EVENTS_ARG_WORD,
+      offsetof(ngx_http_sophon_events_query_args_t, interval) },
+
+    { ngx_string("group_by"), NGX_HTTP_SOPHON_EVENTS_ARG_WORD,
+      offsetof(ngx_http_sophon_events_query_args_t, group_by) },
+
+    /* the stream's: a browser cannot set Last-Event-ID on a new stream */
+    { ngx_string("last_event_id"), NGX_HTTP_SOPHON_EVENTS_ARG_STREAM_CURSOR,
+      offsetof(ngx_http_sophon_events_query_args_t, last_event_id) },
+
+    { ngx_string("since"), NGX_HTTP_SOPHON_EVENTS_ARG_STREAM_CURSOR,
+      offsetof(ngx_http_sophon_events_query_args_t, since) },
 
     { ngx_null_string, 0, 0 }
 };
@@ -452,6 +477,16 @@ ngx_http_sophon_events_set_value(ngx_http_sophon_events_parse_t *p,
         return NGX_OK;
     }
 
+    if (param->kind == NGX_HTTP_SOPHON_EVENTS_ARG_STREAM_CURSOR) {
+        if (value->len > NGX_HTTP_SOPHON_EVENTS_STREAM_CURSOR_LEN) {
+            return ngx_http_sophon_events_fail(p,
+                              "%V: is not a cursor of this API", &param->name);
+        }
+
+        *(ngx_str_t *) ((char *) args + param->filter) = *value;
+        return NGX_OK;
+    }
+
     if (value->len > p->limits->max_value_length) {
         return ngx_http_sophon_events_fail(p, "%V: is longer than %uz bytes",
                                            &param->name,
@@ -521,6 +556,10 @@ ngx_http_sophon_events_set_value(ngx_http_sophon_events_parse_t *p,
             return NGX_ERROR;
         }
 
+        return NGX_OK;
+
+    case NGX_HTTP_SOPHON_EVENTS_ARG_WORD:
+        *(ngx_str_t *) ((char *) args + param->filter) = *value;
         return NGX_OK;
 
     default: /* NGX_HTTP_SOPHON_EVENTS_ARG_STRING */

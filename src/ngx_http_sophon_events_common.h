@@ -34,6 +34,10 @@ typedef enum {
 } ngx_http_sophon_events_filter_e;
 
 
+/* DELETE's list of ids: a list parameter, kept past the filters */
+#define NGX_HTTP_SOPHON_EVENTS_EVENT_ID_LIST  NGX_HTTP_SOPHON_EVENTS_NFILTERS
+
+
 /*
  * One request's query, checked: every filter value is already the text of
  * a bound parameter (a number PostgreSQL parses exactly as we did, a LIKE
@@ -45,7 +49,14 @@ typedef struct {
     ngx_uint_t                      top_k;        /* 0: no cap */
     ngx_uint_t                      with_feature; /* 0: left out */
     ngx_uint_t                      total_only;   /* HEAD: no documents */
-    ngx_str_t                       filter[NGX_HTTP_SOPHON_EVENTS_NFILTERS];
+    ngx_str_t                       filter[NGX_HTTP_SOPHON_EVENTS_NFILTERS
+                                           + 1];
+
+    /* the other endpoints' own: as given, checked by their endpoint */
+    ngx_str_t                       interval;     /* stats */
+    ngx_str_t                       group_by;     /* stats */
+    ngx_str_t                       last_event_id; /* stream */
+    ngx_str_t                       since;        /* stream */
 
     /* after=: the page after an event, (ts, id) desc, not an offset */
     ngx_str_t                       cursor;       /* as given */
@@ -69,11 +80,23 @@ typedef struct ngx_http_sophon_events_pool_s   ngx_http_sophon_events_pool_t;
 typedef struct ngx_http_sophon_events_conn_s   ngx_http_sophon_events_conn_t;
 typedef struct ngx_http_sophon_events_query_s  ngx_http_sophon_events_query_t;
 typedef struct ngx_http_sophon_events_ctx_s    ngx_http_sophon_events_ctx_t;
+typedef struct ngx_http_sophon_events_endpoint_s
+    ngx_http_sophon_events_endpoint_t;
+typedef struct ngx_http_sophon_events_stream_s ngx_http_sophon_events_stream_t;
 
 
 typedef struct {
     ngx_flag_t                      enable;
+    ngx_flag_t                      stream;
+    ngx_flag_t                      stats;
     ngx_http_sophon_events_pool_t  *pool;
+
+    /* DELETE: off unless enabled, on a pool of a role that may delete */
+    ngx_flag_t                      delete;
+    ngx_http_sophon_events_pool_t  *delete_pool;
+
+    ngx_msec_t                      stream_heartbeat;
+    ngx_uint_t                      max_streams;
 
     ngx_msec_t                      connect_timeout;
     ngx_msec_t                      query_timeout;
@@ -111,7 +134,15 @@ struct ngx_http_sophon_events_ctx_s {
     ngx_http_sophon_events_loc_conf_t     *conf;
     ngx_http_sophon_events_query_args_t    args;
 
+    /* what the request asks: its statement, its rows, its answer */
+    const ngx_http_sophon_events_endpoint_t  *endpoint;
+    ngx_str_t                              event_id;   /* one event */
+    ngx_uint_t                             bucket_hours; /* stats */
+    ngx_uint_t                             group_by;   /* stats */
+    ngx_http_sophon_events_stream_t       *stream;
+
     /* the database side */
+    ngx_http_sophon_events_pool_t         *pool;
     ngx_http_sophon_events_waiter_t        waiter;
     ngx_http_sophon_events_query_t        *query;      /* being read */
     ngx_uint_t                             shape;      /* filters present */
@@ -144,6 +175,8 @@ struct ngx_http_sophon_events_ctx_s {
     unsigned                               out_failed:1;
     unsigned                               over_cap:1;
     unsigned                               done:1;
+    unsigned                               no_spill:1; /* streams */
+    unsigned                               section:1;  /* delete */
 };
 
 

@@ -48,6 +48,8 @@ static ngx_int_t ngx_http_sophon_events_write(
     ngx_http_sophon_events_ctx_t *ctx, const u_char *data, size_t len);
 static ngx_int_t ngx_http_sophon_events_write_piece(void *data,
     const u_char *p, size_t len);
+static ngx_int_t ngx_http_sophon_events_write_line(void *data,
+    const u_char *p, size_t len);
 static ngx_int_t ngx_http_sophon_events_spill_start(
     ngx_http_sophon_events_ctx_t *ctx);
 static ngx_int_t ngx_http_sophon_events_spill_write(
@@ -63,8 +65,6 @@ static void ngx_http_sophon_events_print(void *data, const char *s,
 static ngx_int_t ngx_http_sophon_events_gen_create(
     ngx_http_sophon_events_ctx_t *ctx);
 static void ngx_http_sophon_events_gen_cleanup(void *data);
-static ngx_int_t ngx_http_sophon_events_gen_key_int(yajl_gen gen,
-    const char *key, int64_t value);
 static ngx_int_t ngx_http_sophon_events_gen_next(
     ngx_http_sophon_events_ctx_t *ctx);
 
@@ -89,15 +89,48 @@ static ngx_str_t  ngx_http_sophon_events_charset = ngx_string("utf-8");
 ngx_int_t
 ngx_http_sophon_events_output_start(ngx_http_sophon_events_ctx_t *ctx)
 {
+    if (ngx_http_sophon_events_output_header(ctx, NULL) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ctx->discard) {
+        return NGX_OK;
+    }
+
+    if (yajl_gen_map_open(ctx->gen) != yajl_gen_status_ok
+        || yajl_gen_string(ctx->gen, (u_char *) "data", 4)
+           != yajl_gen_status_ok
+        || yajl_gen_array_open(ctx->gen) != yajl_gen_status_ok
+        || ctx->out_failed)
+    {
+        return ctx->over_cap ? NGX_DECLINED : NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_sophon_events_output_header(ngx_http_sophon_events_ctx_t *ctx,
+    ngx_str_t *type)
+{
     ngx_int_t            rc;
     ngx_http_request_t  *r;
 
     r = ctx->request;
 
     r->headers_out.status = NGX_HTTP_OK;
-    r->headers_out.content_type = ngx_http_sophon_events_json_type;
-    r->headers_out.content_type_len = ngx_http_sophon_events_json_type.len;
-    r->headers_out.charset = ngx_http_sophon_events_charset;
+
+    if (type == NULL) {
+        r->headers_out.content_type = ngx_http_sophon_events_json_type;
+        r->headers_out.charset = ngx_http_sophon_events_charset;
+
+    } else {
+        /* text/event-stream is UTF-8 by definition */
+        r->headers_out.content_type = *type;
+    }
+
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
     r->headers_out.content_length_n = -1;
 
     ctx->header_sent = 1;
@@ -115,20 +148,7 @@ ngx_http_sophon_events_output_start(ngx_http_sophon_events_ctx_t *ctx)
 
     ctx->last_out = &ctx->out;
 
-    if (ngx_http_sophon_events_gen_create(ctx) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    if (yajl_gen_map_open(ctx->gen) != yajl_gen_status_ok
-        || yajl_gen_string(ctx->gen, (u_char *) "data", 4)
-           != yajl_gen_status_ok
-        || yajl_gen_array_open(ctx->gen) != yajl_gen_status_ok
-        || ctx->out_failed)
-    {
-        return ctx->over_cap ? NGX_DECLINED : NGX_ERROR;
-    }
-
-    return NGX_OK;
+    return ngx_http_sophon_events_gen_create(ctx);
 }
 
 
@@ -152,15 +172,7 @@ ngx_http_sophon_events_output_row(ngx_http_sophon_events_ctx_t *ctx,
         }
     }
 
-    if (ctx->args.with_feature) {
-        rc = ngx_http_sophon_events_write(ctx, doc, len);
-
-    } else {
-        rc = ngx_http_sophon_events_feature_cut(doc, len,
-                                        ngx_http_sophon_events_write_piece,
-                                        ctx);
-    }
-
+    rc = ngx_http_sophon_events_output_doc(ctx, doc, len);
     if (rc != NGX_OK) {
         return rc;
     }
@@ -171,19 +183,66 @@ ngx_http_sophon_events_output_row(ngx_http_sophon_events_ctx_t *ctx,
 }
 
 
+/* a document as it is stored, or without its feature (with_feature=0) */
+
+ngx_int_t
+ngx_http_sophon_events_output_doc(ngx_http_sophon_events_ctx_t *ctx,
+    u_char *doc, size_t len)
+{
+    if (ctx->args.with_feature) {
+        return ngx_http_sophon_events_write(ctx, doc, len);
+    }
+
+    return ngx_http_sophon_events_feature_cut(doc, len,
+                                            ngx_http_sophon_events_write_piece,
+                                            ctx);
+}
+
+
+/*
+ * The same on one line, for a stream's "data:": a document holds CR and LF
+ * only as white space between its tokens (inside a JSON string they are
+ * escaped), so each becomes a space and the JSON stays the same.
+ */
+
+ngx_int_t
+ngx_http_sophon_events_output_line(ngx_http_sophon_events_ctx_t *ctx,
+    u_char *doc, size_t len)
+{
+    if (ctx->discard) {
+        return NGX_OK;
+    }
+
+    if (ctx->args.with_feature) {
+        return ngx_http_sophon_events_write_line(ctx, doc, len);
+    }
+
+    return ngx_http_sophon_events_feature_cut(doc, len,
+                                            ngx_http_sophon_events_write_line,
+                                            ctx);
+}
+
+
+ngx_int_t
+ngx_http_sophon_events_output_write(ngx_http_sophon_events_ctx_t *ctx,
+    const u_char *data, size_t len)
+{
+    if (ctx->discard) {
+        return NGX_OK;
+    }
+
+    return ngx_http_sophon_events_write(ctx, data, len);
+}
+
+
 ngx_int_t
 ngx_http_sophon_events_output_finish(ngx_http_sophon_events_ctx_t *ctx)
 {
-    ngx_int_t            rc;
-    yajl_gen             gen;
-    ngx_chain_t         *cl;
-    ngx_http_request_t  *r;
+    yajl_gen                              gen;
     ngx_http_sophon_events_query_args_t  *args;
 
-    r = ctx->request;
-
     if (ctx->discard) {
-        return ngx_http_send_special(r, NGX_HTTP_LAST);
+        return ngx_http_sophon_events_output_end(ctx);
     }
 
     gen = ctx->gen;
@@ -210,7 +269,31 @@ ngx_http_sophon_events_output_finish(ngx_http_sophon_events_ctx_t *ctx)
         return ctx->over_cap ? NGX_DECLINED : NGX_ERROR;
     }
 
-    /* everything is handed to nginx now: its writer sends the rest */
+    return ngx_http_sophon_events_output_end(ctx);
+}
+
+
+/*
+ * Everything is handed to nginx, the last buffer marked: its writer sends
+ * the rest.
+ */
+
+ngx_int_t
+ngx_http_sophon_events_output_end(ngx_http_sophon_events_ctx_t *ctx)
+{
+    ngx_int_t            rc;
+    ngx_chain_t         *cl;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+
+    if (ctx->discard) {
+        return ngx_http_send_special(r, NGX_HTTP_LAST);
+    }
+
+    if (ctx->out_failed) {
+        return ctx->over_cap ? NGX_DECLINED : NGX_ERROR;
+    }
 
     if (ctx->spill) {
         rc = ngx_http_sophon_events_spill_write(ctx);
@@ -229,7 +312,7 @@ ngx_http_sophon_events_output_finish(ngx_http_sophon_events_ctx_t *ctx)
     }
 
     if (ctx->out == NULL) {
-        /* cannot happen: the pagination block is always queued last */
+        /* cannot happen: every answer queues its end last */
         return NGX_ERROR;
     }
 
@@ -334,14 +417,22 @@ ngx_int_t
 ngx_http_sophon_events_send_error(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *message)
 {
-    size_t                            len;
-    ngx_int_t                         rc;
-    ngx_buf_t                        *b;
-    yajl_gen                          gen;
-    ngx_chain_t                       out;
-    ngx_table_elt_t                  *allow;
-    const unsigned char              *json;
-    ngx_http_sophon_events_status_t  *s;
+    return ngx_http_sophon_events_send_error_code(r, status, status * 100,
+                                                  NULL, message);
+}
+
+
+ngx_int_t
+ngx_http_sophon_events_send_error_code(ngx_http_request_t *r,
+    ngx_uint_t status, ngx_uint_t code, ngx_str_t *name, ngx_str_t *message)
+{
+    size_t                              len;
+    ngx_int_t                           rc;
+    ngx_buf_t                          *b;
+    yajl_gen                            gen;
+    ngx_chain_t                         out;
+    const unsigned char                *json;
+    ngx_http_sophon_events_status_t    *s;
 
     for (s = ngx_http_sophon_events_statuses; s->status; s++) {
         if (s->status == status) {
@@ -351,6 +442,12 @@ ngx_http_sophon_events_send_error(ngx_http_request_t *r, ngx_uint_t status,
 
     if (s->status == 0) {
         status = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        code = status * 100;
+        name = NULL;
+    }
+
+    if (name == NULL) {
+        name = &s->name;
     }
 
     gen = yajl_gen_alloc(NULL);
@@ -365,15 +462,13 @@ ngx_http_sophon_events_send_error(ngx_http_request_t *r, ngx_uint_t status,
     if (yajl_gen_map_open(gen) != yajl_gen_status_ok
         || yajl_gen_string(gen, (u_char *) "error", 5) != yajl_gen_status_ok
         || yajl_gen_map_open(gen) != yajl_gen_status_ok
-        || ngx_http_sophon_events_gen_key_int(gen, "code", status * 100)
-           != NGX_OK
+        || ngx_http_sophon_events_gen_key_int(gen, "code", code) != NGX_OK
         || yajl_gen_string(gen, (u_char *) "message", 7)
            != yajl_gen_status_ok
         || yajl_gen_string(gen, message->data, message->len)
            != yajl_gen_status_ok
         || yajl_gen_string(gen, (u_char *) "status", 6) != yajl_gen_status_ok
-        || yajl_gen_string(gen, s->name.data, s->name.len)
-           != yajl_gen_status_ok
+        || yajl_gen_string(gen, name->data, name->len) != yajl_gen_status_ok
         || yajl_gen_map_close(gen) != yajl_gen_status_ok
         || yajl_gen_map_close(gen) != yajl_gen_status_ok
         || yajl_gen_get_buf(gen, &json, &len) != yajl_gen_status_ok)
@@ -391,17 +486,6 @@ ngx_http_sophon_events_send_error(ngx_http_request_t *r, ngx_uint_t status,
     b->last_in_chain = 1;
 
     yajl_gen_free(gen);
-
-    if (status == NGX_HTTP_NOT_ALLOWED) {
-        allow = ngx_list_push(&r->headers_out.headers);
-        if (allow == NULL) {
-            return NGX_ERROR;
-        }
-
-        allow->hash = 1;
-        ngx_str_set(&allow->key, "Allow");
-        ngx_str_set(&allow->value, "GET, HEAD");
-    }
 
     r->headers_out.status = status;
     r->headers_out.content_type = ngx_http_sophon_events_json_type;
@@ -596,6 +680,36 @@ ngx_http_sophon_events_write_piece(void *data, const u_char *p, size_t len)
 }
 
 
+static ngx_int_t
+ngx_http_sophon_events_write_line(void *data, const u_char *p, size_t len)
+{
+    ngx_int_t      rc;
+    const u_char  *q, *end;
+
+    end = p + len;
+
+    for (q = p; q < end; q++) {
+        if (*q != '\n' && *q != '\r') {
+            continue;
+        }
+
+        rc = ngx_http_sophon_events_write(data, p, q - p);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        rc = ngx_http_sophon_events_write(data, (u_char *) " ", 1);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        p = q + 1;
+    }
+
+    return ngx_http_sophon_events_write(data, p, end - p);
+}
+
+
 /* the client is behind and every memory buffer is on its way to it */
 
 static ngx_int_t
@@ -605,7 +719,7 @@ ngx_http_sophon_events_spill_start(ngx_http_sophon_events_ctx_t *ctx)
     ngx_http_request_t        *r;
     ngx_http_core_loc_conf_t  *clcf;
 
-    if (ctx->conf->max_temp_file_size == 0) {
+    if (ctx->conf->max_temp_file_size == 0 || ctx->no_spill) {
         ctx->over_cap = 1;
         return NGX_DECLINED;
     }
@@ -805,7 +919,7 @@ ngx_http_sophon_events_gen_cleanup(void *data)
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_sophon_events_gen_key_int(yajl_gen gen, const char *key,
     int64_t value)
 {

@@ -17,6 +17,9 @@
 #include <poll.h>
 
 
+typedef struct ngx_http_sophon_events_listener_s
+    ngx_http_sophon_events_listener_t;
+
 typedef void (*ngx_http_sophon_events_conn_handler_pt)(
     ngx_http_sophon_events_conn_t *conn);
 
@@ -37,6 +40,9 @@ struct ngx_http_sophon_events_pool_s {
     ngx_uint_t                         nconnections;
     ngx_uint_t                         nconnecting;
     ngx_uint_t                         nwaiting;
+
+    /* this worker's streams on this server, and its listening connection */
+    ngx_http_sophon_events_listener_t *listener;
 };
 
 

@@ -30,7 +30,6 @@
 #include "ngx_http_sophon_events_pool.h"
 #include "ngx_http_sophon_events_sql.h"
 #include "ngx_http_sophon_events_output.h"
-#include "ngx_http_sophon_events_cursor.h"
 
 
 typedef enum {
@@ -74,8 +73,6 @@ static ngx_int_t ngx_http_sophon_events_query_result(
     ngx_http_sophon_events_query_t *q, PGresult *res);
 static ngx_int_t ngx_http_sophon_events_query_row(
     ngx_http_sophon_events_query_t *q, PGresult *res);
-static ngx_int_t ngx_http_sophon_events_query_last(
-    ngx_http_sophon_events_ctx_t *ctx, PGresult *res);
 static void ngx_http_sophon_events_query_error(
     ngx_http_sophon_events_query_t *q, PGresult *res);
 static ngx_uint_t ngx_http_sophon_events_query_status(const char *sqlstate);
@@ -90,9 +87,6 @@ static void ngx_http_sophon_events_query_output_failed(
     ngx_http_sophon_events_ctx_t *ctx, ngx_int_t rc);
 static ngx_int_t ngx_http_sophon_events_query_wait_client(
     ngx_http_sophon_events_ctx_t *ctx);
-static void ngx_http_sophon_events_request_failed(
-    ngx_http_sophon_events_ctx_t *ctx, ngx_uint_t level, ngx_uint_t status,
-    const char *reason);
 
 
 static ngx_str_t  ngx_http_sophon_events_messages[] = {
@@ -115,7 +109,7 @@ ngx_http_sophon_events_query_start(ngx_http_sophon_events_ctx_t *ctx)
     waiter->event.log = ctx->request->connection->log;
     waiter->connect_timeout = ctx->conf->connect_timeout;
 
-    rc = ngx_http_sophon_events_pool_acquire(ctx->conf->pool, waiter,
+    rc = ngx_http_sophon_events_pool_acquire(ctx->pool, waiter,
                                              ctx->request->connection->log);
 
     switch (rc) {
@@ -243,9 +237,7 @@ ngx_http_sophon_events_query_pipeline(ngx_http_sophon_events_query_t *q,
         return NGX_ERROR;
     }
 
-    if (ngx_http_sophon_events_sql_stmt(ctx->request->pool, &ctx->args, &stmt)
-        != NGX_OK)
-    {
+    if (ctx->endpoint->stmt(ctx, &stmt) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -284,9 +276,7 @@ ngx_http_sophon_events_query_prepare(ngx_http_sophon_events_query_t *q,
 {
     ngx_str_t  text;
 
-    if (ngx_http_sophon_events_sql_text(ctx->request->pool, q->shape, &text)
-        != NGX_OK)
-    {
+    if (ctx->endpoint->text(ctx, &text) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -294,8 +284,7 @@ ngx_http_sophon_events_query_prepare(ngx_http_sophon_events_query_t *q,
                    "sophon_events query: prepare %s: %V", stmt->name, &text);
 
     if (!PQsendPrepare(q->conn->pg, stmt->name, (char *) text.data,
-                       NGX_HTTP_SOPHON_EVENTS_TYPED_PARAMS,
-                       ngx_http_sophon_events_sql_types))
+                       stmt->ntypes, stmt->types))
     {
         return NGX_ERROR;
     }
@@ -522,109 +511,37 @@ ngx_http_sophon_events_query_result(ngx_http_sophon_events_query_t *q,
 
 
 /*
- * A row of (total, doc), or (total) for HEAD: the first one brings the
- * total, and the answer's header with it; a NULL doc is the row of a page
- * past the end.
+ * A row goes to the endpoint; one read for nobody only counts towards its
+ * bounds.
  */
 
 static ngx_int_t
 ngx_http_sophon_events_query_row(ngx_http_sophon_events_query_t *q,
     PGresult *res)
 {
-    size_t                         len;
-    ngx_int_t                      rc;
-    ngx_http_sophon_events_ctx_t  *ctx;
+    int        i;
+    size_t     len;
+    ngx_int_t  rc;
 
-    ctx = q->ctx;
-
-    len = PQnfields(res) > 1 && !PQgetisnull(res, 0, 1)
-          ? (size_t) PQgetlength(res, 0, 1) : 0;
-
-    if (ctx == NULL) {
+    if (q->ctx) {
+        rc = q->ctx->endpoint->row(q->ctx, res);
         PQclear(res);
-
-        if (len > q->drain_left) {
-            return NGX_ABORT;
-        }
-
-        q->drain_left -= len;
-
-        return NGX_OK;
+        return rc;
     }
 
-    rc = NGX_OK;
+    len = 0;
 
-    if (!ctx->header_sent) {
-        ctx->total = PQgetisnull(res, 0, 0)
-                     ? NGX_ERROR
-                     : ngx_atoof((u_char *) PQgetvalue(res, 0, 0),
-                                 PQgetlength(res, 0, 0));
-
-        if (ctx->total == NGX_ERROR) {
-            ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
-                          "sophon_events: the database answered no total");
-            PQclear(res);
-            return NGX_ERROR;
-        }
-
-        rc = ngx_http_sophon_events_output_start(ctx);
-    }
-
-    if (rc == NGX_OK && len) {
-        rc = ngx_http_sophon_events_output_row(ctx,
-                                        (u_char *) PQgetvalue(res, 0, 1), len);
-
-        if (rc == NGX_OK && PQnfields(res) > 3) {
-            rc = ngx_http_sophon_events_query_last(ctx, res);
-        }
+    for (i = 0; i < PQnfields(res); i++) {
+        len += PQgetlength(res, 0, i);
     }
 
     PQclear(res);
 
-    return rc;
-}
-
-
-/* the event's ts and id, kept while it is the last one of the page */
-
-static ngx_int_t
-ngx_http_sophon_events_query_last(ngx_http_sophon_events_ctx_t *ctx,
-    PGresult *res)
-{
-    size_t  tslen, idlen;
-
-    tslen = PQgetlength(res, 0, 2);
-    idlen = PQgetlength(res, 0, 3);
-
-    if (ctx->last_ts.data == NULL) {
-        ctx->last_ts.data = ngx_pnalloc(ctx->request->pool,
-                                        NGX_HTTP_SOPHON_EVENTS_CURSOR_TS_LEN);
-        if (ctx->last_ts.data == NULL) {
-            return NGX_ERROR;
-        }
+    if (len > q->drain_left) {
+        return NGX_ABORT;
     }
 
-    if (idlen > ctx->last_id_size) {
-        /* ids are short: this happens once or twice a page */
-
-        ctx->last_id_size = ngx_max(idlen, 64);
-        ctx->last_id.data = ngx_pnalloc(ctx->request->pool,
-                                        ctx->last_id_size);
-        if (ctx->last_id.data == NULL) {
-            return NGX_ERROR;
-        }
-    }
-
-    /* longer than any float8's text: no cursor (output.c) */
-
-    ctx->last_ts.len = ngx_min(tslen, NGX_HTTP_SOPHON_EVENTS_CURSOR_TS_LEN);
-    ngx_memcpy(ctx->last_ts.data, PQgetvalue(res, 0, 2), ctx->last_ts.len);
-    ctx->last_id.len = idlen;
-    ngx_memcpy(ctx->last_id.data, PQgetvalue(res, 0, 3), idlen);
-
-    if (tslen > NGX_HTTP_SOPHON_EVENTS_CURSOR_TS_LEN) {
-        ctx->last_ts.len = 0;
-    }
+    q->drain_left -= len;
 
     return NGX_OK;
 }
@@ -723,16 +640,16 @@ ngx_http_sophon_events_query_done(ngx_http_sophon_events_query_t *q)
 
     r = ctx->request;
 
-    if (!ctx->header_sent
-        && ngx_http_sophon_events_output_start(ctx) != NGX_OK)
-    {
-        ngx_http_sophon_events_query_output_failed(ctx, NGX_ERROR);
-        return;
-    }
-
     ctx->done = 1;
 
-    rc = ngx_http_sophon_events_output_finish(ctx);
+    rc = ctx->endpoint->finish(ctx);
+
+    if (rc == NGX_DONE) {
+        /* a stream: its answer goes on, what it wrote goes out */
+        ctx->done = 0;
+        ngx_http_sophon_events_query_client(ctx);
+        return;
+    }
 
     if (rc == NGX_ERROR || rc == NGX_DECLINED) {
         ngx_http_sophon_events_query_output_failed(ctx, rc);
@@ -805,7 +722,7 @@ ngx_http_sophon_events_query_detach(ngx_http_sophon_events_ctx_t *ctx)
 {
     ngx_http_sophon_events_query_t  *q;
 
-    ngx_http_sophon_events_pool_abandon(ctx->conf->pool, &ctx->waiter);
+    ngx_http_sophon_events_pool_abandon(ctx->pool, &ctx->waiter);
 
     q = ctx->query;
 
@@ -856,9 +773,12 @@ ngx_http_sophon_events_query_client(ngx_http_sophon_events_ctx_t *ctx)
         return;
     }
 
-    /* the client's write events also come while we wait for a connection */
+    /*
+     * the client's write events also come while we wait for a connection;
+     * a stream's between its statements too, and what it has goes out
+     */
 
-    if (ctx->query == NULL || ctx->done) {
+    if (ctx->done || (ctx->query == NULL && ctx->stream == NULL)) {
         return;
     }
 
@@ -888,6 +808,14 @@ ngx_http_sophon_events_query_output_failed(ngx_http_sophon_events_ctx_t *ctx,
     ngx_http_request_t  *r;
 
     r = ctx->request;
+
+    if (rc == NGX_DECLINED && ctx->stream) {
+        ngx_http_sophon_events_request_failed(ctx, NGX_LOG_WARN,
+                         NGX_HTTP_INTERNAL_SERVER_ERROR,
+                         "the stream's client is slower than its events, and "
+                         "all of sophon_events_buffers wait for it");
+        return;
+    }
 
     if (rc == NGX_DECLINED) {
         ngx_http_sophon_events_request_failed(ctx, NGX_LOG_WARN,
@@ -946,7 +874,7 @@ ngx_http_sophon_events_query_wait_client(ngx_http_sophon_events_ctx_t *ctx)
  * last chunk, so that the client cannot take a cut page for whole.
  */
 
-static void
+void
 ngx_http_sophon_events_request_failed(ngx_http_sophon_events_ctx_t *ctx,
     ngx_uint_t level, ngx_uint_t status, const char *reason)
 {

@@ -109,6 +109,8 @@ static u_char *ngx_http_sophon_events_sql_total(u_char *p, u_char *last,
     ngx_uint_t filters);
 static ngx_uint_t ngx_http_sophon_events_sql_param(ngx_uint_t filters,
     ngx_uint_t filter);
+static ngx_uint_t ngx_http_sophon_events_sql_param_from(ngx_uint_t filters,
+    ngx_uint_t filter, ngx_uint_t first);
 static u_char *ngx_http_sophon_events_sql_sum(u_char *p, u_char *last,
     const char *table, ngx_uint_t filters);
 static ngx_uint_t ngx_http_sophon_events_sql_counted(ngx_uint_t filters);
@@ -279,12 +281,22 @@ static u_char *
 ngx_http_sophon_events_sql_conditions(u_char *p, u_char *last,
     ngx_uint_t filters)
 {
+    return ngx_http_sophon_events_sql_filters(p, last, filters,
+                                        NGX_HTTP_SOPHON_EVENTS_FIRST_FILTER);
+}
+
+
+u_char *
+ngx_http_sophon_events_sql_filters(u_char *p, u_char *last,
+    ngx_uint_t filters, ngx_uint_t first)
+{
     ngx_uint_t  i;
 
     for (i = 0; i < NGX_HTTP_SOPHON_EVENTS_NFILTERS; i++) {
         if (filters & ngx_http_sophon_events_bit(i)) {
             p = ngx_slprintf(p, last, ngx_http_sophon_events_conditions[i],
-                             ngx_http_sophon_events_sql_param(filters, i));
+                             ngx_http_sophon_events_sql_param_from(filters, i,
+                                                                   first));
         }
     }
 
@@ -380,9 +392,18 @@ ngx_http_sophon_events_sql_counted(ngx_uint_t filters)
 static ngx_uint_t
 ngx_http_sophon_events_sql_param(ngx_uint_t filters, ngx_uint_t filter)
 {
+    return ngx_http_sophon_events_sql_param_from(filters, filter,
+                                        NGX_HTTP_SOPHON_EVENTS_FIRST_FILTER);
+}
+
+
+static ngx_uint_t
+ngx_http_sophon_events_sql_param_from(ngx_uint_t filters, ngx_uint_t filter,
+    ngx_uint_t first)
+{
     ngx_uint_t  i, n;
 
-    n = NGX_HTTP_SOPHON_EVENTS_FIRST_FILTER;
+    n = first;
 
     for (i = 0; i < filter; i++) {
         if (filters & ngx_http_sophon_events_bit(i)) {
@@ -394,18 +415,27 @@ ngx_http_sophon_events_sql_param(ngx_uint_t filters, ngx_uint_t filter)
 }
 
 
+void
+ngx_http_sophon_events_sql_name(ngx_http_sophon_events_stmt_t *stmt,
+    ngx_uint_t shape)
+{
+    (void) ngx_sprintf((u_char *) stmt->name, "sophon_events_%04xi%Z", shape);
+}
+
+
 ngx_int_t
 ngx_http_sophon_events_sql_stmt(ngx_pool_t *pool,
     ngx_http_sophon_events_query_args_t *args,
     ngx_http_sophon_events_stmt_t *stmt)
 {
-    u_char      *p;
-    int64_t      offset, limit;
-    ngx_str_t   *value;
-    ngx_uint_t   i;
+    u_char   *p;
+    int64_t   offset, limit;
 
-    (void) ngx_sprintf((u_char *) stmt->name, "sophon_events_%04xi%Z",
-                       ngx_http_sophon_events_sql_shape(args));
+    ngx_http_sophon_events_sql_name(stmt,
+                                    ngx_http_sophon_events_sql_shape(args));
+
+    stmt->ntypes = NGX_HTTP_SOPHON_EVENTS_TYPED_PARAMS;
+    stmt->types = ngx_http_sophon_events_sql_types;
 
     offset = (int64_t) args->page * (int64_t) args->per_page;
     limit = args->per_page;
@@ -441,7 +471,31 @@ ngx_http_sophon_events_sql_stmt(ngx_pool_t *pool,
 
     stmt->nparams = 3;
 
-    /* the same order as ngx_http_sophon_events_sql_param() */
+    if (ngx_http_sophon_events_sql_filter_values(pool, args, stmt) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (args->after && !args->total_only) {
+        /* NUL-terminated by cursor.c */
+        stmt->values[stmt->nparams++] = (char *) args->after_ts.data;
+        stmt->values[stmt->nparams++] = (char *) args->after_id.data;
+    }
+
+    return NGX_OK;
+}
+
+
+/* the same order as ngx_http_sophon_events_sql_param() */
+
+ngx_int_t
+ngx_http_sophon_events_sql_filter_values(ngx_pool_t *pool,
+    ngx_http_sophon_events_query_args_t *args,
+    ngx_http_sophon_events_stmt_t *stmt)
+{
+    u_char      *p;
+    ngx_str_t   *value;
+    ngx_uint_t   i;
 
     for (i = 0; i < NGX_HTTP_SOPHON_EVENTS_NFILTERS; i++) {
         value = &args->filter[i];
@@ -457,12 +511,6 @@ ngx_http_sophon_events_sql_stmt(ngx_pool_t *pool,
 
         (void) ngx_cpystrn(p, value->data, value->len + 1);
         stmt->values[stmt->nparams++] = (char *) p;
-    }
-
-    if (args->after && !args->total_only) {
-        /* NUL-terminated by cursor.c */
-        stmt->values[stmt->nparams++] = (char *) args->after_ts.data;
-        stmt->values[stmt->nparams++] = (char *) args->after_id.data;
     }
 
     return NGX_OK;

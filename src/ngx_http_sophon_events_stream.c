@@ -1,0 +1,1863 @@
+
+/*
+ * Copyright (C) The ngx_http_sophon_events_module authors
+ *
+ * ngx_http_sophon_events_module: the live stream,
+ * GET /SophonFace/api/events/stream, Server-Sent Events:
+ *
+ *   id: <cursor>
+ *   event: event              (or "deleted", data {"_id": ...})
+ *   data: <the document, on one line>
+ *
+ * What a stream has sent is always exactly described by its cursor, so a
+ * client that resumes with it (Last-Event-ID, last_event_id=, since=) gets
+ * every matching event committed after it, once, whatever the order in
+ * which transactions commit.  Each row keeps the transaction that wrote
+ * it (xid, sql/schema.sql), and a cursor holds snapshots, not a sequence
+ * number:
+ *
+ *   F(A, B, k)   everything A sees, and of what B sees and A does not, the
+ *                rows up to k in (xid, kind, id) order (k none: nothing)
+ *   H(A, t)      of what A sees, the rows up to t = (ts, id) in time
+ *                order: the past, for a stream that starts at a time bound
+ *
+ * A snapshot names the transactions in progress when it was taken, so a
+ * row committed late is one that the older snapshot does not see and a
+ * newer one does: it is sent then, however old its xid.  Each statement
+ * takes a new snapshot S (pg_current_snapshot(), that of the statement
+ * itself, so it agrees with the rows it reads) and reads, in this order,
+ * at most a batch of rows:
+ *
+ *   part 0   H: the rest of the past that A sees, after t, by (ts, id)
+ *   part 1   F: the rest of what B sees and A does not, after k
+ *   part 2   what S sees and B (H: A) does not, by (xid, kind, id)
+ *
+ * Rows of part 2 carry the cursor F(B, S, k) (H: F(A, S, k)).  A batch
+ * shorter than its limit read everything S sees: the stream's cursor
+ * becomes F(S, S, none).
+ *
+ * One connection per worker and database LISTENs (sophon_events_notify()
+ * notifies on every writing statement) and wakes the worker's streams;
+ * each then reads its new rows in one statement on the pool, at most half
+ * of the pool's connections at a time, so that streams never crowd out
+ * the list.  Thousands of idle streams cost no connection and no
+ * statement.  The listening connection is opened with the first stream
+ * and closed with the last; while it is not listening, the heartbeat
+ * reads instead, and when it listens again every stream reads once, so
+ * no notification lost on the way loses an event.
+ *
+ * A stream's answer is kept in sophon_events_buffers, never in a file: a
+ * client that falls that far behind is cut, with the reason in the log,
+ * and resumes from its last id.  A worker that exits (reload, graceful
+ * stop) ends its streams cleanly within a second; their clients resume
+ * on the new workers.
+ */
+
+
+#include "ngx_http_sophon_events_query.h"
+#include "ngx_http_sophon_events_output.h"
+#include "ngx_http_sophon_events_pool.h"
+#include "ngx_http_sophon_events_stream.h"
+#include "ngx_http_sophon_events_cursor.h"
+#include "ngx_http_sophon_events_args.h"
+
+#include <math.h>
+
+
+/* rows read by one statement of a stream */
+#define NGX_HTTP_SOPHON_EVENTS_BATCH       256
+
+/* the counter that makes ids increase: 16 hex digits before the cursor */
+#define NGX_HTTP_SOPHON_EVENTS_SEQ_LEN     16
+
+#define NGX_HTTP_SOPHON_EVENTS_LISTEN_RETRY  1000
+
+#define NGX_HTTP_SOPHON_EVENTS_WATCH       1000
+
+/* $1..$7 below, then the filters */
+#define NGX_HTTP_SOPHON_EVENTS_STREAM_PARAMS  7
+
+#define NGX_HTTP_SOPHON_EVENTS_HISTORY                                        \
+    ((ngx_uint_t) 1 << NGX_HTTP_SOPHON_EVENTS_NFILTERS)
+
+
+/* a text that grows as needed, NUL-terminated, freed with its stream */
+typedef struct {
+    u_char                             *data;
+    size_t                              len;
+    size_t                              size;
+    unsigned                            null:1;
+} ngx_http_sophon_events_text_t;
+
+
+struct ngx_http_sophon_events_stream_s {
+    ngx_queue_t                         queue;       /* listener->streams */
+    ngx_queue_t                         run;         /* listener->runnable */
+    ngx_http_sophon_events_ctx_t       *ctx;
+    ngx_http_sophon_events_listener_t  *listener;
+    ngx_event_t                         heartbeat;
+
+    /* the cursor: what has been sent (see above) */
+    ngx_uint_t                          history;     /* H, not F */
+    ngx_http_sophon_events_text_t       a;
+    ngx_http_sophon_events_text_t       b;
+    ngx_http_sophon_events_text_t       k_xid;       /* null: none */
+    ngx_http_sophon_events_text_t       k_kind;
+    ngx_http_sophon_events_text_t       k_id;
+    ngx_http_sophon_events_text_t       k_ts;
+    uint64_t                            seq;
+
+    /* this statement's snapshot, and whether part 2 moved the frame */
+    ngx_http_sophon_events_text_t       snapshot;
+    ngx_uint_t                          batch_rows;
+    ngx_uint_t                          shifted;
+
+    /* the filters' values, NUL-terminated once for every statement */
+    ngx_uint_t                          filters;
+    const char                         *values[NGX_HTTP_SOPHON_EVENTS_NFILTERS];
+    ngx_uint_t                          nvalues;
+
+    unsigned                            started:1;   /* the 200 is out */
+    unsigned                            queued:1;    /* in runnable */
+    unsigned                            running:1;   /* a statement */
+    unsigned                            again:1;     /* woken meanwhile */
+};
+
+
+struct ngx_http_sophon_events_listener_s {
+    ngx_http_sophon_events_pool_t      *pool;
+    ngx_queue_t                         streams;
+    ngx_uint_t                          nstreams;
+    ngx_queue_t                         runnable;
+    ngx_uint_t                          running;
+    ngx_uint_t                          max_running;
+
+    ngx_http_sophon_events_waiter_t     waiter;
+    ngx_http_sophon_events_conn_t      *conn;
+    ngx_event_t                         retry;
+    ngx_event_t                         watch;      /* ngx_exiting */
+    ngx_event_t                         kick;       /* runs the runnable */
+    unsigned                            listening:1;
+};
+
+
+static ngx_int_t ngx_http_sophon_events_stream_cursor(
+    ngx_http_sophon_events_ctx_t *ctx, ngx_str_t *error);
+static ngx_int_t ngx_http_sophon_events_stream_decode(
+    ngx_http_sophon_events_stream_t *st, ngx_str_t *cursor);
+static ngx_int_t ngx_http_sophon_events_snapshot_valid(u_char *p, size_t len);
+static ngx_int_t ngx_http_sophon_events_uint64(u_char *p, size_t len,
+    uint64_t *value);
+static ngx_int_t ngx_http_sophon_events_float_valid(u_char *p, size_t len);
+static ngx_int_t ngx_http_sophon_events_text_set(
+    ngx_http_sophon_events_text_t *t, u_char *data, size_t len);
+static void ngx_http_sophon_events_text_copy(
+    ngx_http_sophon_events_text_t *dst, ngx_http_sophon_events_text_t *src);
+static void ngx_http_sophon_events_stream_cleanup(void *data);
+static ngx_int_t ngx_http_sophon_events_stream_values(
+    ngx_http_sophon_events_stream_t *st);
+static void ngx_http_sophon_events_stream_wake(
+    ngx_http_sophon_events_stream_t *st);
+static void ngx_http_sophon_events_stream_run(
+    ngx_http_sophon_events_stream_t *st);
+static void ngx_http_sophon_events_stream_heartbeat(ngx_event_t *ev);
+static ngx_int_t ngx_http_sophon_events_stream_header(
+    ngx_http_sophon_events_ctx_t *ctx);
+static ngx_int_t ngx_http_sophon_events_stream_frame(
+    ngx_http_sophon_events_stream_t *st, PGresult *res);
+static ngx_int_t ngx_http_sophon_events_stream_id(
+    ngx_http_sophon_events_stream_t *st);
+static ngx_int_t ngx_http_sophon_events_stream_hex(
+    ngx_http_sophon_events_ctx_t *ctx, ngx_http_sophon_events_text_t *t,
+    ngx_uint_t last);
+static ngx_int_t ngx_http_sophon_events_stream_json_id(
+    ngx_http_sophon_events_ctx_t *ctx, u_char *id, size_t len);
+static void ngx_http_sophon_events_stream_end(
+    ngx_http_sophon_events_stream_t *st);
+
+static ngx_int_t ngx_http_sophon_events_batch_stmt(
+    ngx_http_sophon_events_ctx_t *ctx, ngx_http_sophon_events_stmt_t *stmt);
+static ngx_int_t ngx_http_sophon_events_batch_text(
+    ngx_http_sophon_events_ctx_t *ctx, ngx_str_t *text);
+static u_char *ngx_http_sophon_events_batch_part(u_char *p, u_char *last,
+    ngx_uint_t filters, const char *table, const char *part,
+    const char *kind, const char *where, const char *order);
+static ngx_int_t ngx_http_sophon_events_batch_row(
+    ngx_http_sophon_events_ctx_t *ctx, PGresult *res);
+static ngx_int_t ngx_http_sophon_events_batch_finish(
+    ngx_http_sophon_events_ctx_t *ctx);
+
+static ngx_http_sophon_events_listener_t *ngx_http_sophon_events_listener(
+    ngx_http_sophon_events_pool_t *pool, ngx_log_t *log);
+static void ngx_http_sophon_events_listen(
+    ngx_http_sophon_events_listener_t *ls);
+static void ngx_http_sophon_events_listen_wait_handler(ngx_event_t *ev);
+static void ngx_http_sophon_events_listen_start(
+    ngx_http_sophon_events_listener_t *ls);
+static void ngx_http_sophon_events_listen_handler(
+    ngx_http_sophon_events_conn_t *conn);
+static void ngx_http_sophon_events_listen_failed(
+    ngx_http_sophon_events_listener_t *ls, const char *reason);
+static void ngx_http_sophon_events_listen_retry(ngx_event_t *ev);
+static void ngx_http_sophon_events_listen_watch(ngx_event_t *ev);
+static void ngx_http_sophon_events_listen_kick(ngx_event_t *ev);
+static void ngx_http_sophon_events_wake_all(
+    ngx_http_sophon_events_listener_t *ls);
+
+
+const ngx_http_sophon_events_endpoint_t  ngx_http_sophon_events_stream_batch =
+{
+    ngx_http_sophon_events_stream_cursor,
+    ngx_http_sophon_events_batch_stmt,
+    ngx_http_sophon_events_batch_text,
+    ngx_http_sophon_events_batch_row,
+    ngx_http_sophon_events_batch_finish
+};
+
+
+/*
+ * $1 A, $2 B (pg_snapshot), $3 k's xid, $4 its kind (0: a deletion, 1: an
+ * event), $5 its id, $6 the batch's limit, $7 t's ts: typed here, since
+ * each text uses only some of them
+ */
+static const Oid  ngx_http_sophon_events_stream_types[] = {
+    5038, 5038, 5069, 23, 25, 20, 701
+};
+
+
+static ngx_str_t  ngx_http_sophon_events_stream_now = ngx_string(
+    "SELECT -1, NULL::int4, NULL::text, NULL::text, NULL::text, NULL::json,"
+    " pg_current_snapshot()::text");
+
+static ngx_str_t  ngx_http_sophon_events_event_stream =
+    ngx_string("text/event-stream");
+
+static ngx_str_t  ngx_http_sophon_events_too_many_streams =
+    ngx_string("sophon_events_max_streams streams are open in this worker");
+
+
+ngx_int_t
+ngx_http_sophon_events_stream_start(ngx_http_sophon_events_ctx_t *ctx)
+{
+    ngx_http_request_t                 *r;
+    ngx_pool_cleanup_t                 *cln;
+    ngx_http_sophon_events_stream_t    *st;
+    ngx_http_sophon_events_listener_t  *ls;
+
+    r = ctx->request;
+    st = ctx->stream;
+
+    ls = ngx_http_sophon_events_listener(ctx->pool, r->connection->log);
+    if (ls == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ls->nstreams >= ctx->conf->max_streams) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "sophon_events: %V",
+                      &ngx_http_sophon_events_too_many_streams);
+        return ngx_http_sophon_events_send_error(r,
+                                    NGX_HTTP_SERVICE_UNAVAILABLE,
+                                    &ngx_http_sophon_events_too_many_streams);
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln->handler = ngx_http_sophon_events_stream_cleanup;
+    cln->data = st;
+
+    st->ctx = ctx;
+    st->listener = ls;
+
+    ngx_queue_insert_tail(&ls->streams, &st->queue);
+    ls->nstreams++;
+
+    if (ngx_http_sophon_events_stream_values(st) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    st->heartbeat.handler = ngx_http_sophon_events_stream_heartbeat;
+    st->heartbeat.data = st;
+    st->heartbeat.log = r->connection->log;
+
+    /* a stream's answer has no end: never a file */
+
+    ctx->no_spill = 1;
+
+    ngx_http_sophon_events_listen(ls);
+
+    /* the first statement: its start, or what the cursor has not seen */
+
+    ngx_http_sophon_events_stream_wake(st);
+
+    return NGX_OK;
+}
+
+
+/*
+ * The stream's cursor, from the Last-Event-ID header first (a browser
+ * sends it when it reconnects, with the URL it started with), then
+ * last_event_id= and since=; or its start, H at datetime_gte, or now.
+ */
+
+static ngx_int_t
+ngx_http_sophon_events_stream_cursor(ngx_http_sophon_events_ctx_t *ctx,
+    ngx_str_t *error)
+{
+    ngx_str_t                         cursor, name;
+    ngx_uint_t                        i;
+    ngx_list_part_t                  *part;
+    ngx_table_elt_t                  *h;
+    ngx_http_sophon_events_stream_t  *st;
+
+    st = ngx_pcalloc(ctx->request->pool,
+                     sizeof(ngx_http_sophon_events_stream_t));
+    if (st == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->stream = st;
+    ctx->shape = NGX_HTTP_SOPHON_EVENTS_SHAPE_STREAM_NOW;
+
+    ngx_str_null(&cursor);
+    ngx_str_set(&name, "Last-Event-ID");
+
+    part = &ctx->request->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == name.len
+            && ngx_strncasecmp(h[i].key.data, name.data, name.len) == 0)
+        {
+            cursor = h[i].value;
+            break;
+        }
+    }
+
+    if (cursor.len == 0) {
+        ngx_str_set(&name, "last_event_id");
+        cursor = ctx->args.last_event_id;
+    }
+
+    if (cursor.len == 0) {
+        ngx_str_set(&name, "since");
+        cursor = ctx->args.since;
+    }
+
+    st->seq = (uint64_t) ngx_time() * 1000000;
+
+    if (cursor.len) {
+        if (ngx_http_sophon_events_stream_decode(st, &cursor) != NGX_OK) {
+            error->data = ngx_pnalloc(ctx->request->pool, name.len + 64);
+            if (error->data == NULL) {
+                return NGX_ERROR;
+            }
+
+            error->len = ngx_sprintf(error->data,
+                                     "%V: is not a cursor of this stream",
+                                     &name)
+                         - error->data;
+            return NGX_DECLINED;
+        }
+
+    } else if (ctx->args.filter[NGX_HTTP_SOPHON_EVENTS_DATETIME_GTE].data) {
+        /* the past first, from datetime_gte, then live */
+        st->history = 1;
+        st->a.null = 1;
+        st->k_ts.null = 1;
+        st->k_id.null = 1;
+
+    } else {
+        return NGX_OK;
+    }
+
+    st->started = 0;
+
+    ctx->shape = NGX_HTTP_SOPHON_EVENTS_SHAPE_STREAM
+                 + (ngx_http_sophon_events_sql_shape(&ctx->args)
+                    & (NGX_HTTP_SOPHON_EVENTS_HISTORY - 1))
+                 + (st->history ? NGX_HTTP_SOPHON_EVENTS_HISTORY : 0);
+
+    return NGX_OK;
+}
+
+
+/*
+ * 16 hex digits of the counter, then, hex-encoded, one of
+ *
+ *   "F" A "|" B "|" xid "|" kind "|" id
+ *   "H" A "|" ts "|" id
+ *
+ * every part checked as PostgreSQL would, so that a cursor it would refuse
+ * is the client's 400, not the database's error.
+ */
+
+static ngx_int_t
+ngx_http_sophon_events_stream_decode(ngx_http_sophon_events_stream_t *st,
+    ngx_str_t *cursor)
+{
+    u_char     *p, *end, *bar, *text;
+    size_t      len;
+    uint64_t    xid;
+    ngx_int_t   n;
+    ngx_uint_t  i, field, nfields;
+    ngx_str_t   parts[5];
+
+    if (cursor->len < NGX_HTTP_SOPHON_EVENTS_SEQ_LEN + 2
+        || (cursor->len & 1))
+    {
+        return NGX_DECLINED;
+    }
+
+    st->seq = 0;
+
+    for (i = 0; i < NGX_HTTP_SOPHON_EVENTS_SEQ_LEN; i++) {
+        n = ngx_hextoi(&cursor->data[i], 1);
+        if (n == NGX_ERROR) {
+            return NGX_DECLINED;
+        }
+
+        st->seq = (st->seq << 4) | (uint64_t) n;
+    }
+
+    len = (cursor->len - NGX_HTTP_SOPHON_EVENTS_SEQ_LEN) / 2;
+
+    text = ngx_alloc(len, ngx_cycle->log);
+    if (text == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < len; i++) {
+        n = ngx_hextoi(&cursor->data[NGX_HTTP_SOPHON_EVENTS_SEQ_LEN + 2 * i],
+                       2);
+        if (n == NGX_ERROR) {
+            goto invalid;
+        }
+
+        text[i] = (u_char) n;
+    }
+
+    if (text[0] != 'F' && text[0] != 'H') {
+        goto invalid;
+    }
+
+    st->history = (text[0] == 'H');
+    nfields = st->history ? 3 : 5;
+
+    p = text + 1;
+    end = text + len;
+
+    /* the id is last, and may hold anything but a NUL */
+
+    for (field = 0; field < nfields - 1; field++) {
+        bar = ngx_strlchr(p, end, '|');
+        if (bar == NULL) {
+            goto invalid;
+        }
+
+        parts[field].data = p;
+        parts[field].len = bar - p;
+        p = bar + 1;
+    }
+
+    parts[field].data = p;
+    parts[field].len = end - p;
+
+    if (parts[field].len > NGX_HTTP_SOPHON_EVENTS_CURSOR_ID_LEN
+        || ngx_strlchr(p, end, '\0') != NULL
+        || ngx_http_sophon_events_utf8_valid(p, end - p) != NGX_OK
+        || ngx_http_sophon_events_snapshot_valid(parts[0].data, parts[0].len)
+           != NGX_OK)
+    {
+        goto invalid;
+    }
+
+    if (st->history) {
+        if (ngx_http_sophon_events_float_valid(parts[1].data, parts[1].len)
+            != NGX_OK)
+        {
+            goto invalid;
+        }
+
+        if (ngx_http_sophon_events_text_set(&st->a, parts[0].data,
+                                            parts[0].len) != NGX_OK
+            || ngx_http_sophon_events_text_set(&st->k_ts, parts[1].data,
+                                               parts[1].len) != NGX_OK
+            || ngx_http_sophon_events_text_set(&st->k_id, parts[2].data,
+                                               parts[2].len) != NGX_OK)
+        {
+            goto failed;
+        }
+
+        ngx_free(text);
+        return NGX_OK;
+    }
+
+    if (ngx_http_sophon_events_snapshot_valid(parts[1].data, parts[1].len)
+        != NGX_OK
+        || ngx_http_sophon_events_uint64(parts[2].data, parts[2].len, &xid)
+           != NGX_OK
+        || parts[3].len != 1
+        || (parts[3].data[0] != '0' && parts[3].data[0] != '1'))
+    {
+        goto invalid;
+    }
+
+    if (ngx_http_sophon_events_text_set(&st->a, parts[0].data, parts[0].len)
+        != NGX_OK
+        || ngx_http_sophon_events_text_set(&st->b, parts[1].data,
+                                           parts[1].len) != NGX_OK
+        || ngx_http_sophon_events_text_set(&st->k_xid, parts[2].data,
+                                           parts[2].len) != NGX_OK
+        || ngx_http_sophon_events_text_set(&st->k_kind, parts[3].data,
+                                           parts[3].len) != NGX_OK
+        || ngx_http_sophon_events_text_set(&st->k_id, parts[4].data,
+                                           parts[4].len) != NGX_OK)
+    {
+        goto failed;
+    }
+
+    st->k_ts.null = 1;
+
+    ngx_free(text);
+    return NGX_OK;
+
+invalid:
+
+    ngx_free(text);
+    return NGX_DECLINED;
+
+failed:
+
+    ngx_free(text);
+    return NGX_ERROR;
+}
+
+
+/*
+ * "xmin:xmax:xip,xip", as pg_snapshot_in() takes it: xmin <= xmax, the
+ * xips ascending, each in [xmin, xmax)
+ */
+
+static ngx_int_t
+ngx_http_sophon_events_snapshot_valid(u_char *p, size_t len)
+{
+    u_char    *end, *sep;
+    uint64_t   xmin, xmax, xip, prev;
+
+    end = p + len;
+
+    sep = ngx_strlchr(p, end, ':');
+    if (sep == NULL
+        || ngx_http_sophon_events_uint64(p, sep - p, &xmin) != NGX_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    p = sep + 1;
+
+    sep = ngx_strlchr(p, end, ':');
+    if (sep == NULL
+        || ngx_http_sophon_events_uint64(p, sep - p, &xmax) != NGX_OK
+        || xmin == 0 || xmin > xmax)
+    {
+        return NGX_DECLINED;
+    }
+
+    p = sep + 1;
+    prev = 0;
+
+    while (p < end) {
+        sep = ngx_strlchr(p, end, ',');
+        if (sep == NULL) {
+            sep = end;
+
+        } else if (sep + 1 == end) {
+            return NGX_DECLINED;
+        }
+
+        if (ngx_http_sophon_events_uint64(p, sep - p, &xip) != NGX_OK
+            || xip < xmin || xip >= xmax || xip <= prev)
+        {
+            return NGX_DECLINED;
+        }
+
+        prev = xip;
+        p = (sep == end) ? end : sep + 1;
+    }
+
+    return NGX_OK;
+}
+
+
+/* decimal digits, no sign, no leading zero, within 64 bits */
+
+static ngx_int_t
+ngx_http_sophon_events_uint64(u_char *p, size_t len, uint64_t *value)
+{
+    uint64_t  n;
+
+    if (len == 0 || len > 20 || (len > 1 && *p == '0')) {
+        return NGX_DECLINED;
+    }
+
+    n = 0;
+
+    while (len--) {
+        if (*p < '0' || *p > '9'
+            || n > (UINT64_MAX - (*p - '0')) / 10)
+        {
+            return NGX_DECLINED;
+        }
+
+        n = n * 10 + (*p++ - '0');
+    }
+
+    *value = n;
+
+    return NGX_OK;
+}
+
+
+/* a finite float8 as PostgreSQL prints one */
+
+static ngx_int_t
+ngx_http_sophon_events_float_valid(u_char *p, size_t len)
+{
+    u_char  *end, buf[NGX_HTTP_SOPHON_EVENTS_CURSOR_TS_LEN + 1];
+    double   d;
+
+    if (len == 0 || len > NGX_HTTP_SOPHON_EVENTS_CURSOR_TS_LEN) {
+        return NGX_DECLINED;
+    }
+
+    for (end = p + len; p < end; p++) {
+        if (ngx_strchr("0123456789+-.e", *p) == NULL) {
+            return NGX_DECLINED;
+        }
+    }
+
+    p -= len;
+
+    ngx_memcpy(buf, p, len);
+    buf[len] = '\0';
+
+    d = strtod((char *) buf, (char **) &end);
+
+    return (end == buf + len && isfinite(d)) ? NGX_OK : NGX_DECLINED;
+}
+
+
+static ngx_int_t
+ngx_http_sophon_events_text_set(ngx_http_sophon_events_text_t *t,
+    u_char *data, size_t len)
+{
+    u_char  *p;
+
+    if (len + 1 > t->size) {
+        p = ngx_alloc(ngx_max(len + 1, 64), ngx_cycle->log);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (t->data) {
+            ngx_free(t->data);
+        }
+
+        t->data = p;
+        t->size = ngx_max(len + 1, 64);
+    }
+
+    ngx_memcpy(t->data, data, len);
+    t->data[len] = '\0';
+    t->len = len;
+    t->null = 0;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_sophon_events_text_copy(ngx_http_sophon_events_text_t *dst,
+    ngx_http_sophon_events_text_t *src)
+{
+    if (src->null) {
+        dst->null = 1;
+        return;
+    }
+
+    /* only a failed allocation fails it: the frame stays what it was */
+    (void) ngx_http_sophon_events_text_set(dst, src->data, src->len);
+}
+
+
+static void
+ngx_http_sophon_events_stream_cleanup(void *data)
+{
+    ngx_http_sophon_events_stream_t  *st = data;
+
+    ngx_uint_t                          i;
+    ngx_http_sophon_events_text_t      *t[7];
+    ngx_http_sophon_events_listener_t  *ls;
+
+    ls = st->listener;
+
+    if (st->heartbeat.timer_set) {
+        ngx_del_timer(&st->heartbeat);
+    }
+
+    if (st->queued) {
+        ngx_queue_remove(&st->run);
+        st->queued = 0;
+    }
+
+    if (st->running) {
+        st->running = 0;
+        ls->running--;
+        ngx_post_event(&ls->kick, &ngx_posted_events);
+    }
+
+    ngx_queue_remove(&st->queue);
+    ls->nstreams--;
+
+    t[0] = &st->a;
+    t[1] = &st->b;
+    t[2] = &st->k_xid;
+    t[3] = &st->k_kind;
+    t[4] = &st->k_id;
+    t[5] = &st->k_ts;
+    t[6] = &st->snapshot;
+
+    for (i = 0; i < 7; i++) {
+        if (t[i]->data) {
+            ngx_free(t[i]->data);
+            t[i]->data = NULL;
+        }
+    }
+
+    if (ls->nstreams == 0) {
+        /* the last one: the listening connection goes too */
+        ngx_http_sophon_events_listen_failed(ls, NULL);
+    }
+}
+
+
+static ngx_int_t
+ngx_http_sophon_events_stream_values(ngx_http_sophon_events_stream_t *st)
+{
+    ngx_http_sophon_events_ctx_t   *ctx;
+    ngx_http_sophon_events_stmt_t   stmt;
+
+    ctx = st->ctx;
+    stmt.nparams = 0;
+
+    if (ngx_http_sophon_events_sql_filter_values(ctx->request->pool,
+                                                 &ctx->args, &stmt)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(st->values, stmt.values, stmt.nparams * sizeof(char *));
+    st->nvalues = stmt.nparams;
+
+    return NGX_OK;
+}
+
+
+/* there may be new rows: read them now, or once the statement running ends */
+
+static void
+ngx_http_sophon_events_stream_wake(ngx_http_sophon_events_stream_t *st)
+{
+    ngx_http_sophon_events_listener_t  *ls;
+
+    ls = st->listener;
+
+    if (st->running) {
+        st->again = 1;
+        return;
+    }
+
+    if (st->queued) {
+        return;
+    }
+
+    ngx_queue_insert_tail(&ls->runnable, &st->run);
+    st->queued = 1;
+
+    if (!ls->kick.posted) {
+        ngx_post_event(&ls->kick, &ngx_posted_events);
+    }
+}
+
+
+/* the runnable streams take their turns, a few statements at a time */
+
+static void
+ngx_http_sophon_events_listen_kick(ngx_event_t *ev)
+{
+    ngx_queue_t                        *q;
+    ngx_http_sophon_events_stream_t    *st;
+    ngx_http_sophon_events_listener_t  *ls;
+
+    ls = ev->data;
+
+    while (ls->running < ls->max_running
+           && !ngx_queue_empty(&ls->runnable))
+    {
+        q = ngx_queue_head(&ls->runnable);
+        ngx_queue_remove(q);
+
+        st = ngx_queue_data(q, ngx_http_sophon_events_stream_t, run);
+        st->queued = 0;
+
+        ngx_http_sophon_events_stream_run(st);
+    }
+}
+
+
+static void
+ngx_http_sophon_events_stream_run(ngx_http_sophon_events_stream_t *st)
+{
+    ngx_connection_t              *c;
+    ngx_http_sophon_events_ctx_t  *ctx;
+
+    ctx = st->ctx;
+    c = ctx->request->connection;
+
+    st->running = 1;
+    st->again = 0;
+    st->batch_rows = 0;
+    st->shifted = 0;
+    st->listener->running++;
+
+    ngx_http_sophon_events_query_start(ctx);
+
+    /* it may have failed, and the request ended, already */
+
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_http_sophon_events_stream_heartbeat(ngx_event_t *ev)
+{
+    ngx_int_t                         rc;
+    ngx_http_sophon_events_ctx_t     *ctx;
+    ngx_http_sophon_events_stream_t  *st;
+
+    st = ev->data;
+    ctx = st->ctx;
+
+    /* the listening connection is down: read instead of waiting for it */
+
+    if (!st->listener->listening) {
+        ngx_http_sophon_events_stream_wake(st);
+    }
+
+    ngx_add_timer(&st->heartbeat, ctx->conf->stream_heartbeat);
+
+    if (ctx->query || ctx->done) {
+        /* rows are on their way: no comment between an event's lines */
+        return;
+    }
+
+    rc = ngx_http_sophon_events_output_write(ctx, (u_char *) ":\n\n", 3);
+
+    if (rc == NGX_OK) {
+        ngx_http_sophon_events_query_client(ctx);
+        return;
+    }
+
+    ngx_http_sophon_events_request_failed(ctx, NGX_LOG_WARN,
+                         NGX_HTTP_INTERNAL_SERVER_ERROR,
+                         "the stream's client is slower than its events, and "
+                         "all of sophon_events_buffers wait for it");
+
+    ngx_http_run_posted_requests(ctx->request->connection);
+}
+
+
+/* the 200, and how soon a client comes back after a cut: one second */
+
+static ngx_int_t
+ngx_http_sophon_events_stream_header(ngx_http_sophon_events_ctx_t *ctx)
+{
+    ngx_table_elt_t                  *h;
+    ngx_http_request_t               *r;
+    ngx_http_sophon_events_stream_t  *st;
+
+    r = ctx->request;
+    st = ctx->stream;
+
+    st->started = 1;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Cache-Control");
+    ngx_str_set(&h->value, "no-cache");
+
+    /* a proxy in front passes the events on as they come */
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "X-Accel-Buffering");
+    ngx_str_set(&h->value, "no");
+
+    if (ngx_http_sophon_events_output_header(ctx,
+                                    &ngx_http_sophon_events_event_stream)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_add_timer(&st->heartbeat, ctx->conf->stream_heartbeat);
+
+    return ngx_http_sophon_events_output_write(ctx,
+                                               (u_char *) "retry: 1000\n\n",
+                                               13);
+}
+
+
+/*
+ * The statements.  Each row is (part, kind, xid, id, ts, doc, snapshot);
+ * the first is the statement's snapshot alone, part -1.  Every part reads
+ * at most a batch, from an index in its own order, and the whole is sorted
+ * once, without the documents, which are fetched by id for what is sent.
+ */
+
+static ngx_int_t
+ngx_http_sophon_events_batch_stmt(ngx_http_sophon_events_ctx_t *ctx,
+    ngx_http_sophon_events_stmt_t *stmt)
+{
+    ngx_http_sophon_events_stream_t  *st;
+
+    st = ctx->stream;
+
+    ngx_http_sophon_events_sql_name(stmt, ctx->shape);
+
+    stmt->ntypes = 0;
+    stmt->types = NULL;
+    stmt->nparams = 0;
+
+    if (ctx->shape == NGX_HTTP_SOPHON_EVENTS_SHAPE_STREAM_NOW) {
+        return NGX_OK;
+    }
+
+#define ngx_http_sophon_events_value(t)                                       \
+    ((t).null || (t).data == NULL ? NULL : (const char *) (t).data)
+
+    stmt->values[0] = ngx_http_sophon_events_value(st->a);
+    stmt->values[1] = st->history ? NULL
+                                  : ngx_http_sophon_events_value(st->b);
+    stmt->values[2] = ngx_http_sophon_events_value(st->k_xid);
+    stmt->values[3] = ngx_http_sophon_events_value(st->k_kind);
+    stmt->values[4] = ngx_http_sophon_events_value(st->k_id);
+    stmt->values[5] = ngx_value(NGX_HTTP_SOPHON_EVENTS_BATCH);
+    stmt->values[6] = ngx_http_sophon_events_value(st->k_ts);
+
+#undef ngx_http_sophon_events_value
+
+    ngx_memcpy(&stmt->values[NGX_HTTP_SOPHON_EVENTS_STREAM_PARAMS],
+               st->values, st->nvalues * sizeof(char *));
+
+    stmt->nparams = NGX_HTTP_SOPHON_EVENTS_STREAM_PARAMS + st->nvalues;
+    stmt->ntypes = NGX_HTTP_SOPHON_EVENTS_STREAM_PARAMS;
+    stmt->types = ngx_http_sophon_events_stream_types;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_sophon_events_batch_text(ngx_http_sophon_events_ctx_t *ctx,
+    ngx_str_t *text)
+{
+    u_char      *p, *last;
+    size_t       len;
+    ngx_uint_t   filters;
+
+    if (ctx->shape == NGX_HTTP_SOPHON_EVENTS_SHAPE_STREAM_NOW) {
+        *text = ngx_http_sophon_events_stream_now;
+        return NGX_OK;
+    }
+
+    filters = (ctx->shape - NGX_HTTP_SOPHON_EVENTS_SHAPE_STREAM)
+              & (NGX_HTTP_SOPHON_EVENTS_HISTORY - 1);
+
+    len = 8192;
+
+    p = ngx_pnalloc(ctx->request->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    text->data = p;
+    last = p + len - 1;
+
+    p = ngx_slprintf(p, last,
+                     "WITH s AS MATERIALIZED"
+                     " (SELECT pg_current_snapshot() AS now),"
+                     " r AS MATERIALIZED (SELECT * FROM (");
+
+    if ((ctx->shape - NGX_HTTP_SOPHON_EVENTS_SHAPE_STREAM)
+        & NGX_HTTP_SOPHON_EVENTS_HISTORY)
+    {
+        /* the past that A sees (A NULL: this statement's), after t */
+
+        p = ngx_http_sophon_events_batch_part(p, last, filters,
+                     "sophon_events", "0", "1",
+                     "($1 IS NULL OR xid IS NULL"
+                     " OR pg_visible_in_snapshot(xid, $1))"
+                     " AND ($7 IS NULL OR (ts, id) > ($7, $5))",
+                     "ts, id");
+        p = ngx_slprintf(p, last, " UNION ALL ");
+
+        /* then what is new since A */
+
+        p = ngx_http_sophon_events_batch_part(p, last, filters,
+                     "sophon_events", "2", "1",
+                     "$1 IS NOT NULL AND xid >= pg_snapshot_xmin($1)"
+                     " AND NOT pg_visible_in_snapshot(xid, $1)",
+                     "xid, id");
+        p = ngx_slprintf(p, last, " UNION ALL ");
+        p = ngx_http_sophon_events_batch_part(p, last, filters,
+                     "sophon_event_deletions", "2", "0",
+                     "$1 IS NOT NULL AND xid >= pg_snapshot_xmin($1)"
+                     " AND NOT pg_visible_in_snapshot(xid, $1)",
+                     "xid, id");
+
+    } else {
+        /* the rest of what B sees and A does not, after k */
+
+        p = ngx_http_sophon_events_batch_part(p, last, filters,
+                     "sophon_events", "1", "1",
+                     "xid >= pg_snapshot_xmin($1)"
+                     " AND NOT pg_visible_in_snapshot(xid, $1)"
+                     " AND pg_visible_in_snapshot(xid, $2)"
+                     " AND ($3 IS NULL OR (xid, 1, id) > ($3, $4, $5))",
+                     "xid, id");
+        p = ngx_slprintf(p, last, " UNION ALL ");
+        p = ngx_http_sophon_events_batch_part(p, last, filters,
+                     "sophon_event_deletions", "1", "0",
+                     "xid >= pg_snapshot_xmin($1)"
+                     " AND NOT pg_visible_in_snapshot(xid, $1)"
+                     " AND pg_visible_in_snapshot(xid, $2)"
+                     " AND ($3 IS NULL OR (xid, 0, id) > ($3, $4, $5))",
+                     "xid, id");
+        p = ngx_slprintf(p, last, " UNION ALL ");
+
+        /* then what is new since B */
+
+        p = ngx_http_sophon_events_batch_part(p, last, filters,
+                     "sophon_events", "2", "1",
+                     "xid >= pg_snapshot_xmin($2)"
+                     " AND NOT pg_visible_in_snapshot(xid, $2)",
+                     "xid, id");
+        p = ngx_slprintf(p, last, " UNION ALL ");
+        p = ngx_http_sophon_events_batch_part(p, last, filters,
+                     "sophon_event_deletions", "2", "0",
+                     "xid >= pg_snapshot_xmin($2)"
+                     " AND NOT pg_visible_in_snapshot(xid, $2)",
+                     "xid, id");
+    }
+
+    p = ngx_slprintf(p, last,
+                     ") u ORDER BY part,"
+                     " CASE WHEN part = 0 THEN ts END,"
+                     " CASE WHEN part = 0 THEN id END,"
+                     " xid, kind, id LIMIT $6)"
+                     " SELECT -1 AS part, NULL::int4 AS kind,"
+                     " NULL::xid8 AS xid, NULL::text AS id,"
+                     " NULL::float8 AS ts, NULL::json AS doc,"
+                     " (SELECT now::text FROM s) AS snapshot,"
+                     " NULL::float8, NULL::text"
+                     " UNION ALL"
+                     " SELECT r.part, r.kind, r.xid, r.id, r.ts, e.doc, NULL,"
+                     " CASE WHEN r.part = 0 THEN r.ts END,"
+                     " CASE WHEN r.part = 0 THEN r.id END"
+                     " FROM r LEFT JOIN sophon_events e"
+                     " ON r.kind = 1 AND e.id = r.id"
+                     " ORDER BY 1, 8, 9, 3, 2, 4");
+
+    if (p == last) {
+        return NGX_ERROR;
+    }
+
+    *p = '\0';
+    text->len = p - text->data;
+
+    return NGX_OK;
+}
+
+
+static u_char *
+ngx_http_sophon_events_batch_part(u_char *p, u_char *last, ngx_uint_t filters,
+    const char *table, const char *part, const char *kind, const char *where,
+    const char *order)
+{
+    p = ngx_slprintf(p, last,
+                     "(SELECT %s AS part, %s AS kind, xid, id, ts FROM %s"
+                     " WHERE %s", part, kind, table, where);
+    p = ngx_http_sophon_events_sql_filters(p, last, filters,
+                                   NGX_HTTP_SOPHON_EVENTS_STREAM_PARAMS + 1);
+
+    return ngx_slprintf(p, last, " ORDER BY %s LIMIT $6)", order);
+}
+
+
+static ngx_int_t
+ngx_http_sophon_events_batch_row(ngx_http_sophon_events_ctx_t *ctx,
+    PGresult *res)
+{
+    ngx_int_t                         rc;
+    ngx_http_sophon_events_stream_t  *st;
+
+    st = ctx->stream;
+
+    if (!st->started) {
+        rc = ngx_http_sophon_events_stream_header(ctx);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+    }
+
+    if (*PQgetvalue(res, 0, 0) == '-') {
+        /* the snapshot of this statement */
+        return ngx_http_sophon_events_text_set(&st->snapshot,
+                                               (u_char *) PQgetvalue(res, 0, 6),
+                                               PQgetlength(res, 0, 6));
+    }
+
+    st->batch_rows++;
+    ctx->rows++;
+
+    if (ngx_http_sophon_events_stream_frame(st, res) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ctx->discard) {
+        return NGX_OK;
+    }
+
+    rc = ngx_http_sophon_events_stream_id(st);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (*PQgetvalue(res, 0, 1) == '0') {
+        rc = ngx_http_sophon_events_output_write(ctx,
+                           (u_char *) "event: deleted\ndata: {\"_id\":", 28);
+
+        if (rc == NGX_OK) {
+            rc = ngx_http_sophon_events_stream_json_id(ctx,
+                                              (u_char *) PQgetvalue(res, 0, 3),
+                                              PQgetlength(res, 0, 3));
+        }
+
+        if (rc == NGX_OK) {
+            rc = ngx_http_sophon_events_output_write(ctx, (u_char *) "}\n\n",
+                                                     3);
+        }
+
+        return rc;
+    }
+
+    if (PQgetisnull(res, 0, 5)) {
+        /* cannot happen: the event is read in the same snapshot */
+        return NGX_OK;
+    }
+
+    rc = ngx_http_sophon_events_output_write(ctx,
+                                    (u_char *) "event: event\ndata: ", 19);
+
+    if (rc == NGX_OK) {
+        rc = ngx_http_sophon_events_output_line(ctx,
+                                              (u_char *) PQgetvalue(res, 0, 5),
+                                              PQgetlength(res, 0, 5));
+    }
+
+    if (rc == NGX_OK) {
+        rc = ngx_http_sophon_events_output_write(ctx, (u_char *) "\n\n", 2);
+    }
+
+    return rc;
+}
+
+
+/* the cursor moves to the row: it is sent */
+
+static ngx_int_t
+ngx_http_sophon_events_stream_frame(ngx_http_sophon_events_stream_t *st,
+    PGresult *res)
+{
+    char  *part;
+
+    part = PQgetvalue(res, 0, 0);
+
+    st->seq++;
+
+    if (part[0] == '0') {
+        if (st->a.null) {
+            ngx_http_sophon_events_text_copy(&st->a, &st->snapshot);
+        }
+
+        if (ngx_http_sophon_events_text_set(&st->k_ts,
+                                            (u_char *) PQgetvalue(res, 0, 4),
+                                            PQgetlength(res, 0, 4))
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        return ngx_http_sophon_events_text_set(&st->k_id,
+                                              (u_char *) PQgetvalue(res, 0, 3),
+                                              PQgetlength(res, 0, 3));
+    }
+
+    if (part[0] == '2' && !st->shifted) {
+        /* the first row newer than B (H: than A): the frame moves */
+
+        if (!st->history) {
+            ngx_http_sophon_events_text_copy(&st->a, &st->b);
+        }
+
+        ngx_http_sophon_events_text_copy(&st->b, &st->snapshot);
+        st->history = 0;
+        st->k_ts.null = 1;
+        st->shifted = 1;
+    }
+
+    if (ngx_http_sophon_events_text_set(&st->k_xid,
+                                        (u_char *) PQgetvalue(res, 0, 2),
+                                        PQgetlength(res, 0, 2))
+        != NGX_OK
+        || ngx_http_sophon_events_text_set(&st->k_kind,
+                                           (u_char *) PQgetvalue(res, 0, 1),
+                                           PQgetlength(res, 0, 1))
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_sophon_events_text_set(&st->k_id,
+                                           (u_char *) PQgetvalue(res, 0, 3),
+                                           PQgetlength(res, 0, 3));
+}
+
+
+/* "id: " the counter, then the cursor, hex-encoded */
+
+static ngx_int_t
+ngx_http_sophon_events_stream_id(ngx_http_sophon_events_stream_t *st)
+{
+    u_char                         seq[4 + NGX_HTTP_SOPHON_EVENTS_SEQ_LEN];
+    ngx_int_t                      rc;
+    ngx_http_sophon_events_ctx_t  *ctx;
+
+    ctx = st->ctx;
+
+    (void) ngx_sprintf(seq, "id: %016uxL", st->seq);
+
+    rc = ngx_http_sophon_events_output_write(ctx, seq, sizeof(seq));
+
+    if (rc == NGX_OK) {
+        rc = ngx_http_sophon_events_output_write(ctx,
+                              (u_char *) (st->history ? "48" : "46"), 2);
+    }
+
+    if (rc == NGX_OK) {
+        rc = ngx_http_sophon_events_stream_hex(ctx, &st->a, 0);
+    }
+
+    if (rc == NGX_OK && !st->history) {
+        rc = ngx_http_sophon_events_stream_hex(ctx, &st->b, 0);
+
+        if (rc == NGX_OK) {
+            rc = ngx_http_sophon_events_stream_hex(ctx, &st->k_xid, 0);
+        }
+
+        if (rc == NGX_OK) {
+            rc = ngx_http_sophon_events_stream_hex(ctx, &st->k_kind, 0);
+        }
+
+    } else if (rc == NGX_OK) {
+        rc = ngx_http_sophon_events_stream_hex(ctx, &st->k_ts, 0);
+    }
+
+    if (rc == NGX_OK) {
+        rc = ngx_http_sophon_events_stream_hex(ctx, &st->k_id, 1);
+    }
+
+    if (rc == NGX_OK) {
+        rc = ngx_http_sophon_events_output_write(ctx, (u_char *) "\n", 1);
+    }
+
+    return rc;
+}
+
+
+/* a part of the cursor, hex-encoded, and "|" after it unless it is last */
+
+static ngx_int_t
+ngx_http_sophon_events_stream_hex(ngx_http_sophon_events_ctx_t *ctx,
+    ngx_http_sophon_events_text_t *t, ngx_uint_t last)
+{
+    u_char     buf[256], *p;
+    size_t     n, len;
+    ngx_int_t  rc;
+
+    p = t->data;
+    len = t->null ? 0 : t->len;
+
+    while (len) {
+        n = ngx_min(len, sizeof(buf) / 2);
+
+        (void) ngx_hex_dump(buf, p, n);
+
+        rc = ngx_http_sophon_events_output_write(ctx, buf, 2 * n);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        p += n;
+        len -= n;
+    }
+
+    if (last) {
+        return NGX_OK;
+    }
+
+    return ngx_http_sophon_events_output_write(ctx, (u_char *) "7c", 2);
+}
+
+
+/* a JSON string: PostgreSQL's text is UTF-8, only escapes are needed */
+
+static ngx_int_t
+ngx_http_sophon_events_stream_json_id(ngx_http_sophon_events_ctx_t *ctx,
+    u_char *id, size_t len)
+{
+    u_char      buf[8], *p, *end, *start;
+    ngx_int_t   rc;
+
+    static u_char  hex[] = "0123456789abcdef";
+
+    rc = ngx_http_sophon_events_output_write(ctx, (u_char *) "\"", 1);
+
+    start = id;
+    end = id + len;
+
+    for (p = id; rc == NGX_OK && p < end; p++) {
+
+        if (*p >= 0x20 && *p != '"' && *p != '\\') {
+            continue;
+        }
+
+        rc = ngx_http_sophon_events_output_write(ctx, start, p - start);
+        start = p + 1;
+
+        if (rc != NGX_OK) {
+            break;
+        }
+
+        if (*p == '"' || *p == '\\') {
+            buf[0] = '\\';
+            buf[1] = *p;
+            rc = ngx_http_sophon_events_output_write(ctx, buf, 2);
+            continue;
+        }
+
+        buf[0] = '\\';
+        buf[1] = 'u';
+        buf[2] = '0';
+        buf[3] = '0';
+        buf[4] = hex[*p >> 4];
+        buf[5] = hex[*p & 0xf];
+        rc = ngx_http_sophon_events_output_write(ctx, buf, 6);
+    }
+
+    if (rc == NGX_OK) {
+        rc = ngx_http_sophon_events_output_write(ctx, start, end - start);
+    }
+
+    if (rc == NGX_OK) {
+        rc = ngx_http_sophon_events_output_write(ctx, (u_char *) "\"", 1);
+    }
+
+    return rc;
+}
+
+
+/*
+ * The statement ended: what it wrote goes out, and the stream reads again
+ * at once if the batch was full or it was woken meanwhile.  NGX_DONE: the
+ * request goes on.
+ */
+
+static ngx_int_t
+ngx_http_sophon_events_batch_finish(ngx_http_sophon_events_ctx_t *ctx)
+{
+    ngx_int_t                           rc;
+    ngx_http_sophon_events_stream_t    *st;
+    ngx_http_sophon_events_listener_t  *ls;
+
+    st = ctx->stream;
+    ls = st->listener;
+
+    st->running = 0;
+    ls->running--;
+
+    if (!ls->kick.posted) {
+        ngx_post_event(&ls->kick, &ngx_posted_events);
+    }
+
+    if (!st->started) {
+        rc = ngx_http_sophon_events_stream_header(ctx);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+    }
+
+    if (ctx->discard) {
+        /* HEAD: the headers alone */
+        return ngx_http_sophon_events_output_end(ctx);
+    }
+
+    if (st->batch_rows < NGX_HTTP_SOPHON_EVENTS_BATCH) {
+        /* everything this snapshot sees is sent: F(S, S, none) */
+
+        ngx_http_sophon_events_text_copy(&st->a, &st->snapshot);
+        ngx_http_sophon_events_text_copy(&st->b, &st->snapshot);
+        st->k_xid.null = 1;
+        st->k_kind.null = 1;
+        st->k_id.null = 1;
+        st->k_ts.null = 1;
+        st->history = 0;
+
+    } else {
+        st->again = 1;
+    }
+
+    ctx->shape = NGX_HTTP_SOPHON_EVENTS_SHAPE_STREAM
+                 + (ngx_http_sophon_events_sql_shape(&ctx->args)
+                    & (NGX_HTTP_SOPHON_EVENTS_HISTORY - 1))
+                 + (st->history ? NGX_HTTP_SOPHON_EVENTS_HISTORY : 0);
+
+    if (ngx_exiting) {
+        ngx_log_error(NGX_LOG_INFO, ctx->request->connection->log, 0,
+                      "sophon_events: stream ended, nginx is shutting down");
+        return ngx_http_sophon_events_output_end(ctx);
+    }
+
+    if (st->again) {
+        ngx_http_sophon_events_stream_wake(st);
+    }
+
+    /* what it wrote goes out (query.c) */
+
+    return NGX_DONE;
+}
+
+
+/* the stream ends cleanly: the last chunk, and the client resumes */
+
+static void
+ngx_http_sophon_events_stream_end(ngx_http_sophon_events_stream_t *st)
+{
+    ngx_int_t                      rc;
+    ngx_http_sophon_events_ctx_t  *ctx;
+
+    ctx = st->ctx;
+
+    ngx_log_error(NGX_LOG_INFO, ctx->request->connection->log, 0,
+                  "sophon_events: stream ended, nginx is shutting down");
+
+    ngx_http_sophon_events_query_detach(ctx);
+
+    ctx->done = 1;
+
+    if (!st->started) {
+        rc = ngx_http_sophon_events_stream_header(ctx);
+        if (rc != NGX_OK) {
+            ngx_http_finalize_request(ctx->request, NGX_ERROR);
+            return;
+        }
+    }
+
+    rc = ngx_http_sophon_events_output_end(ctx);
+
+    ngx_http_finalize_request(ctx->request,
+                              (rc == NGX_DECLINED) ? NGX_ERROR : rc);
+}
+
+
+/* the worker's listener of a pool, made with the first stream */
+
+static ngx_http_sophon_events_listener_t *
+ngx_http_sophon_events_listener(ngx_http_sophon_events_pool_t *pool,
+    ngx_log_t *log)
+{
+    ngx_http_sophon_events_listener_t  *ls;
+
+    if (pool->listener) {
+        return pool->listener;
+    }
+
+    ls = ngx_calloc(sizeof(ngx_http_sophon_events_listener_t), log);
+    if (ls == NULL) {
+        return NULL;
+    }
+
+    ls->pool = pool;
+    ngx_queue_init(&ls->streams);
+    ngx_queue_init(&ls->runnable);
+
+    /* at most half the pool's connections read for streams */
+    ls->max_running = ngx_max(pool->max_connections / 2, 1);
+
+    ls->retry.handler = ngx_http_sophon_events_listen_retry;
+    ls->retry.data = ls;
+    ls->retry.log = ngx_cycle->log;
+    ls->retry.cancelable = 1;
+
+    ls->watch.handler = ngx_http_sophon_events_listen_watch;
+    ls->watch.data = ls;
+    ls->watch.log = ngx_cycle->log;
+    ls->watch.cancelable = 1;
+
+    ls->kick.handler = ngx_http_sophon_events_listen_kick;
+    ls->kick.data = ls;
+    ls->kick.log = ngx_cycle->log;
+
+    ls->waiter.event.handler = ngx_http_sophon_events_listen_wait_handler;
+    ls->waiter.event.data = ls;
+    ls->waiter.event.log = ngx_cycle->log;
+
+    pool->listener = ls;
+
+    return ls;
+}
+
+
+/* a connection for LISTEN, unless it has one or waits for one */
+
+static void
+ngx_http_sophon_events_listen(ngx_http_sophon_events_listener_t *ls)
+{
+    ngx_int_t                           rc;
+    ngx_http_sophon_events_stream_t    *st;
+    ngx_http_sophon_events_loc_conf_t  *conf;
+
+    if (!ls->watch.timer_set) {
+        ngx_add_timer(&ls->watch, NGX_HTTP_SOPHON_EVENTS_WATCH);
+    }
+
+    if (ls->conn || ls->waiter.queued || ls->waiter.event.posted
+        || ls->retry.timer_set || ngx_queue_empty(&ls->streams))
+    {
+        return;
+    }
+
+    st = ngx_queue_data(ngx_queue_head(&ls->streams),
+                        ngx_http_sophon_events_stream_t, queue);
+    conf = st->ctx->conf;
+
+    ls->waiter.connect_timeout = conf->connect_timeout;
+
+    rc = ngx_http_sophon_events_pool_acquire(ls->pool, &ls->waiter,
+                                             ngx_cycle->log);
+
+    if (rc == NGX_OK) {
+        ngx_http_sophon_events_listen_start(ls);
+        return;
+    }
+
+    if (rc != NGX_AGAIN) {
+        ngx_http_sophon_events_listen_failed(ls,
+                                  "no database connection can be opened");
+    }
+}
+
+
+static void
+ngx_http_sophon_events_listen_wait_handler(ngx_event_t *ev)
+{
+    ngx_http_sophon_events_listener_t  *ls;
+
+    ls = ev->data;
+
+    if (ev->timedout) {
+        ev->timedout = 0;
+        ngx_http_sophon_events_listen_failed(ls,
+                                  "no database connection came free in time");
+        return;
+    }
+
+    if (ls->waiter.conn == NULL) {
+        ngx_http_sophon_events_listen_failed(ls,
+                                  "no database connection can be opened");
+        return;
+    }
+
+    ngx_http_sophon_events_listen_start(ls);
+}
+
+
+/*
+ * LISTEN, outside the pipeline the pool's connections are in: the
+ * notifications come whenever, not as a command's results
+ */
+
+static void
+ngx_http_sophon_events_listen_start(ngx_http_sophon_events_listener_t *ls)
+{
+    PGconn                         *pg;
+    ngx_http_sophon_events_conn_t  *conn;
+
+    conn = ls->waiter.conn;
+    ls->waiter.conn = NULL;
+
+    if (ngx_queue_empty(&ls->streams)) {
+        ngx_http_sophon_events_pool_release(conn, 1);
+        return;
+    }
+
+    ls->conn = conn;
+    pg = conn->pg;
+
+    conn->handler = ngx_http_sophon_events_listen_handler;
+    conn->data = ls;
+
+    if ((PQpipelineStatus(pg) != PQ_PIPELINE_OFF
+         && PQexitPipelineMode(pg) != 1)
+        || !PQsendQuery(pg, "LISTEN sophon_events")
+        || PQflush(pg) == -1)
+    {
+        ngx_http_sophon_events_listen_failed(ls,
+                      ngx_http_sophon_events_pq_message(PQerrorMessage(pg)));
+        return;
+    }
+
+    ngx_http_sophon_events_conn_timer(conn, conn->pool->wait_timeout);
+}
+
+
+static void
+ngx_http_sophon_events_listen_handler(ngx_http_sophon_events_conn_t *conn)
+{
+    PGconn                             *pg;
+    PGnotify                           *notify;
+    PGresult                           *res;
+    ngx_uint_t                          woken, failed;
+    ngx_http_sophon_events_listener_t  *ls;
+
+    ls = conn->data;
+    pg = conn->pg;
+
+    if (conn->connection->close) {
+        ngx_http_sophon_events_listen_failed(ls, "nginx is shutting down");
+        return;
+    }
+
+    if (conn->connection->read->timedout) {
+        conn->connection->read->timedout = 0;
+        ngx_http_sophon_events_listen_failed(ls, "LISTEN timed out");
+        return;
+    }
+
+    if (PQflush(pg) == -1) {
+        goto failed;
+    }
+
+    /* edge-triggered: read until the socket is empty */
+
+    do {
+        if (!PQconsumeInput(pg)) {
+            goto failed;
+        }
+
+    } while (ngx_http_sophon_events_conn_ready(conn, POLLIN));
+
+    failed = 0;
+
+    while (!ls->listening && !PQisBusy(pg)) {
+        res = PQgetResult(pg);
+
+        if (res == NULL) {
+            if (failed) {
+                goto failed;
+            }
+
+            /*
+             * listening from now on: whatever was committed before is
+             * read by every stream once, so no notification is missed
+             */
+
+            ls->listening = 1;
+            ngx_http_sophon_events_conn_timer(conn, 0);
+            ngx_http_sophon_events_wake_all(ls);
+
+            ngx_log_debug0(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                           "sophon_events stream: listening");
+            break;
+        }
+
+        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+            ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                          "sophon_events: LISTEN failed: %s",
+                          ngx_http_sophon_events_pq_message(
+                                                  PQresultErrorMessage(res)));
+            failed = 1;
+        }
+
+        PQclear(res);
+    }
+
+    woken = 0;
+
+    while ((notify = PQnotifies(pg)) != NULL) {
+        PQfreemem(notify);
+        woken = 1;
+    }
+
+    if (woken) {
+        ngx_http_sophon_events_wake_all(ls);
+    }
+
+    if (PQstatus(pg) == CONNECTION_BAD) {
+        goto failed;
+    }
+
+    return;
+
+failed:
+
+    ngx_http_sophon_events_listen_failed(ls,
+                      ngx_http_sophon_events_pq_message(PQerrorMessage(pg)));
+}
+
+
+/*
+ * The listening connection is closed (NULL reason: no stream needs it),
+ * and opened again in a second while streams are open; meanwhile their
+ * heartbeats read.
+ */
+
+static void
+ngx_http_sophon_events_listen_failed(ngx_http_sophon_events_listener_t *ls,
+    const char *reason)
+{
+    ngx_http_sophon_events_conn_t  *conn;
+
+    if (reason) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "sophon_events: the stream's listening connection "
+                      "failed: %s", reason);
+    }
+
+    ngx_http_sophon_events_pool_abandon(ls->pool, &ls->waiter);
+
+    conn = ls->conn;
+    ls->conn = NULL;
+    ls->listening = 0;
+
+    if (conn) {
+        /* it would receive notifications in the pool: closed */
+        ngx_http_sophon_events_pool_release(conn, 0);
+    }
+
+    if (ngx_queue_empty(&ls->streams)) {
+        if (ls->retry.timer_set) {
+            ngx_del_timer(&ls->retry);
+        }
+
+        if (ls->watch.timer_set) {
+            ngx_del_timer(&ls->watch);
+        }
+
+        return;
+    }
+
+    if (!ls->retry.timer_set && !ngx_exiting) {
+        ngx_add_timer(&ls->retry, NGX_HTTP_SOPHON_EVENTS_LISTEN_RETRY);
+    }
+}
+
+
+static void
+ngx_http_sophon_events_listen_retry(ngx_event_t *ev)
+{
+    ngx_http_sophon_events_listen(ev->data);
+}
+
+
+/*
+ * An exiting worker (reload, graceful stop) ends its streams: the timer
+ * is cancelable, so it does not keep the worker, but the streams'
+ * heartbeats do until it has run.
+ */
+
+static void
+ngx_http_sophon_events_listen_watch(ngx_event_t *ev)
+{
+    ngx_queue_t                        *q, *next;
+    ngx_http_sophon_events_stream_t    *st;
+    ngx_http_sophon_events_listener_t  *ls;
+
+    ls = ev->data;
+
+    if (!ngx_exiting) {
+        ngx_add_timer(ev, NGX_HTTP_SOPHON_EVENTS_WATCH);
+        return;
+    }
+
+    for (q = ngx_queue_head(&ls->streams);
+         q != ngx_queue_sentinel(&ls->streams);
+         q = next)
+    {
+        next = ngx_queue_next(q);
+        st = ngx_queue_data(q, ngx_http_sophon_events_stream_t, queue);
+
+        ngx_http_sophon_events_stream_end(st);
+    }
+}
+
+
+static void
+ngx_http_sophon_events_wake_all(ngx_http_sophon_events_listener_t *ls)
+{
+    ngx_queue_t                      *q;
+    ngx_http_sophon_events_stream_t  *st;
+
+    for (q = ngx_queue_head(&ls->streams);
+         q != ngx_queue_sentinel(&ls->streams);
+         q = ngx_queue_next(q))
+    {
+        st = ngx_queue_data(q, ngx_http_sophon_events_stream_t, queue);
+        ngx_http_sophon_events_stream_wake(st);
+    }
+}
