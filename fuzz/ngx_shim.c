@@ -167,7 +167,10 @@ ngx_cpystrn(u_char *dst, u_char *src, size_t n)
 }
 
 
-/* the formats the module uses: %V %s %c %Z %ui %uz %L %M %d and %0Nxi */
+/*
+ * the formats the module uses: %V %s %c %Z %ui %uz %L %M %d, %0Nxi and
+ * %0NuxL
+ */
 
 u_char *
 ngx_vslprintf(u_char *buf, u_char *last, const char *fmt, va_list args)
@@ -232,6 +235,13 @@ ngx_vslprintf(u_char *buf, u_char *last, const char *fmt, va_list args)
             break;
 
         case 'L':
+            if (hex) {
+                n = snprintf(spec, sizeof(spec), zero ? "%0*llx" : "%*llx",
+                             (int) width,
+                             (unsigned long long) va_arg(args, int64_t));
+                break;
+            }
+
             n = snprintf(spec, sizeof(spec), "%lld",
                          (long long) va_arg(args, int64_t));
             break;
@@ -285,4 +295,18 @@ ngx_sprintf(u_char *buf, const char *fmt, ...)
     va_end(args);
 
     return p;
+}
+
+
+u_char *
+ngx_hex_dump(u_char *dst, u_char *src, size_t len)
+{
+    static u_char  hex[] = "0123456789abcdef";
+
+    while (len--) {
+        *dst++ = hex[*src >> 4];
+        *dst++ = hex[*src++ & 0xf];
+    }
+
+    return dst;
 }

@@ -13,6 +13,7 @@
 
 #include "ngx_http_sophon_events_args.h"
 #include "ngx_http_sophon_events_cursor.h"
+#include "ngx_http_sophon_events_stream_cursor.h"
 
 #include <yajl/yajl_parse.h>
 #include <math.h>
@@ -37,9 +38,6 @@ typedef enum {
     NGX_HTTP_SOPHON_EVENTS_ARG_STREAM_CURSOR
 } ngx_http_sophon_events_arg_kind_e;
 
-
-/* a stream's cursor: two snapshots and an event, hex-encoded (stream.c) */
-#define NGX_HTTP_SOPHON_EVENTS_STREAM_CURSOR_LEN  8192
 
 
 /* "filter": the filter's index; for words and cursors, the field's offset */

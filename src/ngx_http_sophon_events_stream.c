@@ -58,17 +58,11 @@
 #include "ngx_http_sophon_events_output.h"
 #include "ngx_http_sophon_events_pool.h"
 #include "ngx_http_sophon_events_stream.h"
-#include "ngx_http_sophon_events_cursor.h"
-#include "ngx_http_sophon_events_args.h"
-
-#include <math.h>
+#include "ngx_http_sophon_events_stream_cursor.h"
 
 
 /* rows read by one statement of a stream */
 #define NGX_HTTP_SOPHON_EVENTS_BATCH       256
-
-/* the counter that makes ids increase: 16 hex digits before the cursor */
-#define NGX_HTTP_SOPHON_EVENTS_SEQ_LEN     16
 
 #define NGX_HTTP_SOPHON_EVENTS_LISTEN_RETRY  1000
 
@@ -109,6 +103,9 @@ struct ngx_http_sophon_events_stream_s {
 
     /* this statement's snapshot, and whether part 2 moved the frame */
     ngx_http_sophon_events_text_t       snapshot;
+
+    /* the last event's id, being written */
+    ngx_http_sophon_events_text_t       id;
     ngx_uint_t                          batch_rows;
     ngx_uint_t                          shifted;
 
@@ -143,14 +140,15 @@ struct ngx_http_sophon_events_listener_s {
 
 static ngx_int_t ngx_http_sophon_events_stream_cursor(
     ngx_http_sophon_events_ctx_t *ctx, ngx_str_t *error);
-static ngx_int_t ngx_http_sophon_events_stream_decode(
-    ngx_http_sophon_events_stream_t *st, ngx_str_t *cursor);
-static ngx_int_t ngx_http_sophon_events_snapshot_valid(u_char *p, size_t len);
-static ngx_int_t ngx_http_sophon_events_uint64(u_char *p, size_t len,
-    uint64_t *value);
-static ngx_int_t ngx_http_sophon_events_float_valid(u_char *p, size_t len);
+static ngx_int_t ngx_http_sophon_events_stream_resume(
+    ngx_http_sophon_events_stream_t *st,
+    ngx_http_sophon_events_stream_cursor_t *cursor);
+static ngx_str_t *ngx_http_sophon_events_text_str(
+    ngx_http_sophon_events_text_t *t, ngx_str_t *s);
 static ngx_int_t ngx_http_sophon_events_text_set(
     ngx_http_sophon_events_text_t *t, u_char *data, size_t len);
+static ngx_int_t ngx_http_sophon_events_text_reserve(
+    ngx_http_sophon_events_text_t *t, size_t size);
 static void ngx_http_sophon_events_text_copy(
     ngx_http_sophon_events_text_t *dst, ngx_http_sophon_events_text_t *src);
 static void ngx_http_sophon_events_stream_cleanup(void *data);
@@ -167,9 +165,6 @@ static ngx_int_t ngx_http_sophon_events_stream_frame(
     ngx_http_sophon_events_stream_t *st, PGresult *res);
 static ngx_int_t ngx_http_sophon_events_stream_id(
     ngx_http_sophon_events_stream_t *st);
-static ngx_int_t ngx_http_sophon_events_stream_hex(
-    ngx_http_sophon_events_ctx_t *ctx, ngx_http_sophon_events_text_t *t,
-    ngx_uint_t last);
 static ngx_int_t ngx_http_sophon_events_stream_json_id(
     ngx_http_sophon_events_ctx_t *ctx, u_char *id, size_t len);
 static void ngx_http_sophon_events_stream_end(
@@ -307,11 +302,13 @@ static ngx_int_t
 ngx_http_sophon_events_stream_cursor(ngx_http_sophon_events_ctx_t *ctx,
     ngx_str_t *error)
 {
-    ngx_str_t                         cursor, name;
-    ngx_uint_t                        i;
-    ngx_list_part_t                  *part;
-    ngx_table_elt_t                  *h;
-    ngx_http_sophon_events_stream_t  *st;
+    ngx_int_t                                rc;
+    ngx_str_t                                cursor, name;
+    ngx_uint_t                               i;
+    ngx_list_part_t                         *part;
+    ngx_table_elt_t                         *h;
+    ngx_http_sophon_events_stream_t         *st;
+    ngx_http_sophon_events_stream_cursor_t   decoded;
 
     st = ngx_pcalloc(ctx->request->pool,
                      sizeof(ngx_http_sophon_events_stream_t));
@@ -361,7 +358,19 @@ ngx_http_sophon_events_stream_cursor(ngx_http_sophon_events_ctx_t *ctx,
     st->seq = (uint64_t) ngx_time() * 1000000;
 
     if (cursor.len) {
-        if (ngx_http_sophon_events_stream_decode(st, &cursor) != NGX_OK) {
+        rc = ngx_http_sophon_events_stream_cursor_decode(ctx->request->pool,
+                                                         &cursor, &decoded);
+        if (rc == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        if (rc == NGX_OK && ngx_http_sophon_events_stream_resume(st, &decoded)
+                            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        if (rc == NGX_DECLINED) {
             error->data = ngx_pnalloc(ctx->request->pool, name.len + 64);
             if (error->data == NULL) {
                 return NGX_ERROR;
@@ -396,269 +405,41 @@ ngx_http_sophon_events_stream_cursor(ngx_http_sophon_events_ctx_t *ctx,
 }
 
 
-/*
- * 16 hex digits of the counter, then, hex-encoded, one of
- *
- *   "F" A "|" B "|" xid "|" kind "|" id
- *   "H" A "|" ts "|" id
- *
- * every part checked as PostgreSQL would, so that a cursor it would refuse
- * is the client's 400, not the database's error.
- */
+/* the stream goes on from where the cursor says */
 
 static ngx_int_t
-ngx_http_sophon_events_stream_decode(ngx_http_sophon_events_stream_t *st,
-    ngx_str_t *cursor)
+ngx_http_sophon_events_stream_resume(ngx_http_sophon_events_stream_t *st,
+    ngx_http_sophon_events_stream_cursor_t *c)
 {
-    u_char     *p, *end, *bar, *text;
-    size_t      len;
-    uint64_t    xid;
-    ngx_int_t   n;
-    ngx_uint_t  i, field, nfields;
-    ngx_str_t   parts[5];
+    ngx_uint_t                       i;
+    ngx_str_t                       *from[6];
+    ngx_http_sophon_events_text_t   *to[6];
 
-    if (cursor->len < NGX_HTTP_SOPHON_EVENTS_SEQ_LEN + 2
-        || (cursor->len & 1))
-    {
-        return NGX_DECLINED;
-    }
+    st->seq = c->seq;
+    st->history = c->history;
 
-    st->seq = 0;
+    from[0] = &c->a;      to[0] = &st->a;
+    from[1] = &c->b;      to[1] = &st->b;
+    from[2] = &c->xid;    to[2] = &st->k_xid;
+    from[3] = &c->kind;   to[3] = &st->k_kind;
+    from[4] = &c->ts;     to[4] = &st->k_ts;
+    from[5] = &c->id;     to[5] = &st->k_id;
 
-    for (i = 0; i < NGX_HTTP_SOPHON_EVENTS_SEQ_LEN; i++) {
-        n = ngx_hextoi(&cursor->data[i], 1);
-        if (n == NGX_ERROR) {
-            return NGX_DECLINED;
+    for (i = 0; i < 6; i++) {
+        if (from[i]->data == NULL) {
+            to[i]->null = 1;
+            continue;
         }
 
-        st->seq = (st->seq << 4) | (uint64_t) n;
-    }
-
-    len = (cursor->len - NGX_HTTP_SOPHON_EVENTS_SEQ_LEN) / 2;
-
-    text = ngx_alloc(len, ngx_cycle->log);
-    if (text == NULL) {
-        return NGX_ERROR;
-    }
-
-    for (i = 0; i < len; i++) {
-        n = ngx_hextoi(&cursor->data[NGX_HTTP_SOPHON_EVENTS_SEQ_LEN + 2 * i],
-                       2);
-        if (n == NGX_ERROR) {
-            goto invalid;
-        }
-
-        text[i] = (u_char) n;
-    }
-
-    if (text[0] != 'F' && text[0] != 'H') {
-        goto invalid;
-    }
-
-    st->history = (text[0] == 'H');
-    nfields = st->history ? 3 : 5;
-
-    p = text + 1;
-    end = text + len;
-
-    /* the id is last, and may hold anything but a NUL */
-
-    for (field = 0; field < nfields - 1; field++) {
-        bar = ngx_strlchr(p, end, '|');
-        if (bar == NULL) {
-            goto invalid;
-        }
-
-        parts[field].data = p;
-        parts[field].len = bar - p;
-        p = bar + 1;
-    }
-
-    parts[field].data = p;
-    parts[field].len = end - p;
-
-    if (parts[field].len > NGX_HTTP_SOPHON_EVENTS_CURSOR_ID_LEN
-        || ngx_strlchr(p, end, '\0') != NULL
-        || ngx_http_sophon_events_utf8_valid(p, end - p) != NGX_OK
-        || ngx_http_sophon_events_snapshot_valid(parts[0].data, parts[0].len)
-           != NGX_OK)
-    {
-        goto invalid;
-    }
-
-    if (st->history) {
-        if (ngx_http_sophon_events_float_valid(parts[1].data, parts[1].len)
+        if (ngx_http_sophon_events_text_set(to[i], from[i]->data,
+                                            from[i]->len)
             != NGX_OK)
         {
-            goto invalid;
+            return NGX_ERROR;
         }
-
-        if (ngx_http_sophon_events_text_set(&st->a, parts[0].data,
-                                            parts[0].len) != NGX_OK
-            || ngx_http_sophon_events_text_set(&st->k_ts, parts[1].data,
-                                               parts[1].len) != NGX_OK
-            || ngx_http_sophon_events_text_set(&st->k_id, parts[2].data,
-                                               parts[2].len) != NGX_OK)
-        {
-            goto failed;
-        }
-
-        ngx_free(text);
-        return NGX_OK;
-    }
-
-    if (ngx_http_sophon_events_snapshot_valid(parts[1].data, parts[1].len)
-        != NGX_OK
-        || ngx_http_sophon_events_uint64(parts[2].data, parts[2].len, &xid)
-           != NGX_OK
-        || parts[3].len != 1
-        || (parts[3].data[0] != '0' && parts[3].data[0] != '1'))
-    {
-        goto invalid;
-    }
-
-    if (ngx_http_sophon_events_text_set(&st->a, parts[0].data, parts[0].len)
-        != NGX_OK
-        || ngx_http_sophon_events_text_set(&st->b, parts[1].data,
-                                           parts[1].len) != NGX_OK
-        || ngx_http_sophon_events_text_set(&st->k_xid, parts[2].data,
-                                           parts[2].len) != NGX_OK
-        || ngx_http_sophon_events_text_set(&st->k_kind, parts[3].data,
-                                           parts[3].len) != NGX_OK
-        || ngx_http_sophon_events_text_set(&st->k_id, parts[4].data,
-                                           parts[4].len) != NGX_OK)
-    {
-        goto failed;
-    }
-
-    st->k_ts.null = 1;
-
-    ngx_free(text);
-    return NGX_OK;
-
-invalid:
-
-    ngx_free(text);
-    return NGX_DECLINED;
-
-failed:
-
-    ngx_free(text);
-    return NGX_ERROR;
-}
-
-
-/*
- * "xmin:xmax:xip,xip", as pg_snapshot_in() takes it: xmin <= xmax, the
- * xips ascending, each in [xmin, xmax)
- */
-
-static ngx_int_t
-ngx_http_sophon_events_snapshot_valid(u_char *p, size_t len)
-{
-    u_char    *end, *sep;
-    uint64_t   xmin, xmax, xip, prev;
-
-    end = p + len;
-
-    sep = ngx_strlchr(p, end, ':');
-    if (sep == NULL
-        || ngx_http_sophon_events_uint64(p, sep - p, &xmin) != NGX_OK)
-    {
-        return NGX_DECLINED;
-    }
-
-    p = sep + 1;
-
-    sep = ngx_strlchr(p, end, ':');
-    if (sep == NULL
-        || ngx_http_sophon_events_uint64(p, sep - p, &xmax) != NGX_OK
-        || xmin == 0 || xmin > xmax)
-    {
-        return NGX_DECLINED;
-    }
-
-    p = sep + 1;
-    prev = 0;
-
-    while (p < end) {
-        sep = ngx_strlchr(p, end, ',');
-        if (sep == NULL) {
-            sep = end;
-
-        } else if (sep + 1 == end) {
-            return NGX_DECLINED;
-        }
-
-        if (ngx_http_sophon_events_uint64(p, sep - p, &xip) != NGX_OK
-            || xip < xmin || xip >= xmax || xip <= prev)
-        {
-            return NGX_DECLINED;
-        }
-
-        prev = xip;
-        p = (sep == end) ? end : sep + 1;
     }
 
     return NGX_OK;
-}
-
-
-/* decimal digits, no sign, no leading zero, within 64 bits */
-
-static ngx_int_t
-ngx_http_sophon_events_uint64(u_char *p, size_t len, uint64_t *value)
-{
-    uint64_t  n;
-
-    if (len == 0 || len > 20 || (len > 1 && *p == '0')) {
-        return NGX_DECLINED;
-    }
-
-    n = 0;
-
-    while (len--) {
-        if (*p < '0' || *p > '9'
-            || n > (UINT64_MAX - (*p - '0')) / 10)
-        {
-            return NGX_DECLINED;
-        }
-
-        n = n * 10 + (*p++ - '0');
-    }
-
-    *value = n;
-
-    return NGX_OK;
-}
-
-
-/* a finite float8 as PostgreSQL prints one */
-
-static ngx_int_t
-ngx_http_sophon_events_float_valid(u_char *p, size_t len)
-{
-    u_char  *end, buf[NGX_HTTP_SOPHON_EVENTS_CURSOR_TS_LEN + 1];
-    double   d;
-
-    if (len == 0 || len > NGX_HTTP_SOPHON_EVENTS_CURSOR_TS_LEN) {
-        return NGX_DECLINED;
-    }
-
-    for (end = p + len; p < end; p++) {
-        if (ngx_strchr("0123456789+-.e", *p) == NULL) {
-            return NGX_DECLINED;
-        }
-    }
-
-    p -= len;
-
-    ngx_memcpy(buf, p, len);
-    buf[len] = '\0';
-
-    d = strtod((char *) buf, (char **) &end);
-
-    return (end == buf + len && isfinite(d)) ? NGX_OK : NGX_DECLINED;
 }
 
 
@@ -666,26 +447,44 @@ static ngx_int_t
 ngx_http_sophon_events_text_set(ngx_http_sophon_events_text_t *t,
     u_char *data, size_t len)
 {
-    u_char  *p;
-
-    if (len + 1 > t->size) {
-        p = ngx_alloc(ngx_max(len + 1, 64), ngx_cycle->log);
-        if (p == NULL) {
-            return NGX_ERROR;
-        }
-
-        if (t->data) {
-            ngx_free(t->data);
-        }
-
-        t->data = p;
-        t->size = ngx_max(len + 1, 64);
+    if (ngx_http_sophon_events_text_reserve(t, len + 1) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     ngx_memcpy(t->data, data, len);
     t->data[len] = '\0';
     t->len = len;
     t->null = 0;
+
+    return NGX_OK;
+}
+
+
+/* room for "size" bytes; what it held is not kept */
+
+static ngx_int_t
+ngx_http_sophon_events_text_reserve(ngx_http_sophon_events_text_t *t,
+    size_t size)
+{
+    u_char  *p;
+
+    if (size <= t->size) {
+        return NGX_OK;
+    }
+
+    size = ngx_max(size, 64);
+
+    p = ngx_alloc(size, ngx_cycle->log);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (t->data) {
+        ngx_free(t->data);
+    }
+
+    t->data = p;
+    t->size = size;
 
     return NGX_OK;
 }
@@ -711,7 +510,7 @@ ngx_http_sophon_events_stream_cleanup(void *data)
     ngx_http_sophon_events_stream_t  *st = data;
 
     ngx_uint_t                          i;
-    ngx_http_sophon_events_text_t      *t[7];
+    ngx_http_sophon_events_text_t      *t[8];
     ngx_http_sophon_events_listener_t  *ls;
 
     ls = st->listener;
@@ -741,8 +540,9 @@ ngx_http_sophon_events_stream_cleanup(void *data)
     t[4] = &st->k_id;
     t[5] = &st->k_ts;
     t[6] = &st->snapshot;
+    t[7] = &st->id;
 
-    for (i = 0; i < 7; i++) {
+    for (i = 0; i < 8; i++) {
         if (t[i]->data) {
             ngx_free(t[i]->data);
             t[i]->data = NULL;
@@ -1269,89 +1069,77 @@ ngx_http_sophon_events_stream_frame(ngx_http_sophon_events_stream_t *st,
 }
 
 
-/* "id: " the counter, then the cursor, hex-encoded */
+/*
+ * "id: " and the cursor (stream_cursor.c), or nothing for a cursor too long
+ * to come back in a header: a client that resumes before the next event
+ * gets this one again
+ */
 
 static ngx_int_t
 ngx_http_sophon_events_stream_id(ngx_http_sophon_events_stream_t *st)
 {
-    u_char                         seq[4 + NGX_HTTP_SOPHON_EVENTS_SEQ_LEN];
-    ngx_int_t                      rc;
-    ngx_http_sophon_events_ctx_t  *ctx;
+    size_t                                  len;
+    ngx_int_t                               rc;
+    ngx_http_sophon_events_ctx_t           *ctx;
+    ngx_http_sophon_events_stream_cursor_t  c;
 
     ctx = st->ctx;
 
-    (void) ngx_sprintf(seq, "id: %016uxL", st->seq);
+    ngx_memzero(&c, sizeof(ngx_http_sophon_events_stream_cursor_t));
 
-    rc = ngx_http_sophon_events_output_write(ctx, seq, sizeof(seq));
+    c.seq = st->seq;
+    c.history = st->history;
 
-    if (rc == NGX_OK) {
-        rc = ngx_http_sophon_events_output_write(ctx,
-                              (u_char *) (st->history ? "48" : "46"), 2);
+    (void) ngx_http_sophon_events_text_str(&st->a, &c.a);
+    (void) ngx_http_sophon_events_text_str(&st->k_id, &c.id);
+
+    if (st->history) {
+        (void) ngx_http_sophon_events_text_str(&st->k_ts, &c.ts);
+
+    } else {
+        (void) ngx_http_sophon_events_text_str(&st->b, &c.b);
+        (void) ngx_http_sophon_events_text_str(&st->k_xid, &c.xid);
+        (void) ngx_http_sophon_events_text_str(&st->k_kind, &c.kind);
     }
 
-    if (rc == NGX_OK) {
-        rc = ngx_http_sophon_events_stream_hex(ctx, &st->a, 0);
+    len = ngx_http_sophon_events_stream_cursor_len(&c);
+
+    if (len > NGX_HTTP_SOPHON_EVENTS_STREAM_CURSOR_LEN) {
+        return NGX_OK;
     }
 
-    if (rc == NGX_OK && !st->history) {
-        rc = ngx_http_sophon_events_stream_hex(ctx, &st->b, 0);
+    /* the buffer of the stream's id, reused: nothing grows per event */
 
-        if (rc == NGX_OK) {
-            rc = ngx_http_sophon_events_stream_hex(ctx, &st->k_xid, 0);
-        }
-
-        if (rc == NGX_OK) {
-            rc = ngx_http_sophon_events_stream_hex(ctx, &st->k_kind, 0);
-        }
-
-    } else if (rc == NGX_OK) {
-        rc = ngx_http_sophon_events_stream_hex(ctx, &st->k_ts, 0);
+    if (ngx_http_sophon_events_text_reserve(&st->id, len + sizeof("id: \n"))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
-    if (rc == NGX_OK) {
-        rc = ngx_http_sophon_events_stream_hex(ctx, &st->k_id, 1);
-    }
+    st->id.len = ngx_http_sophon_events_stream_cursor_encode(
+                     ngx_cpymem(st->id.data, "id: ", 4), &c)
+                 - st->id.data;
+    st->id.data[st->id.len++] = '\n';
 
-    if (rc == NGX_OK) {
-        rc = ngx_http_sophon_events_output_write(ctx, (u_char *) "\n", 1);
-    }
+    rc = ngx_http_sophon_events_output_write(ctx, st->id.data, st->id.len);
 
     return rc;
 }
 
 
-/* a part of the cursor, hex-encoded, and "|" after it unless it is last */
-
-static ngx_int_t
-ngx_http_sophon_events_stream_hex(ngx_http_sophon_events_ctx_t *ctx,
-    ngx_http_sophon_events_text_t *t, ngx_uint_t last)
+static ngx_str_t *
+ngx_http_sophon_events_text_str(ngx_http_sophon_events_text_t *t,
+    ngx_str_t *s)
 {
-    u_char     buf[256], *p;
-    size_t     n, len;
-    ngx_int_t  rc;
+    if (t->null || t->data == NULL) {
+        ngx_str_null(s);
 
-    p = t->data;
-    len = t->null ? 0 : t->len;
-
-    while (len) {
-        n = ngx_min(len, sizeof(buf) / 2);
-
-        (void) ngx_hex_dump(buf, p, n);
-
-        rc = ngx_http_sophon_events_output_write(ctx, buf, 2 * n);
-        if (rc != NGX_OK) {
-            return rc;
-        }
-
-        p += n;
-        len -= n;
+    } else {
+        s->data = t->data;
+        s->len = t->len;
     }
 
-    if (last) {
-        return NGX_OK;
-    }
-
-    return ngx_http_sophon_events_output_write(ctx, (u_char *) "7c", 2);
+    return s;
 }
 
 
