@@ -254,11 +254,29 @@ BEGIN;
 -- triggers and the first count (below)
 LOCK TABLE sophon_events IN SHARE ROW EXCLUSIVE MODE;
 
--- the hour of an event: exact for any float timestamp (floor() first, so
--- no rounding can move an event across an hour boundary)
+-- The hour of an event, floor(ts / 3600), exact for every float
+-- timestamp.  Under 2^52 s, floor(ts) / 3600 in float8 is off by at most
+-- half an ulp of a quotient under 2^41, 2^-12, and a whole hour's last
+-- second is 1/3600 below the next: the floor is exact (floor(ts) first,
+-- so no rounding moves an event across an hour).  Past 2^52 s every
+-- float8 is an integer, and the quotient's ulp passes 1/3600: 9.1e18 /
+-- 3600 would round up to the next hour.  There the timestamp is made an
+-- exact numeric (its high and low 32 bits are exact float8s) and divided
+-- with "div", which truncates: the floor, exactly, for either sign.  An
+-- hour past the bigint's range makes the cast fail, and the insert with
+-- it.
 CREATE OR REPLACE FUNCTION sophon_events_hour(ts double precision)
 RETURNS bigint LANGUAGE sql IMMUTABLE PARALLEL SAFE
-RETURN floor(floor(ts) / 3600)::bigint;
+RETURN CASE
+    WHEN abs(ts) < 4503599627370496 THEN floor(floor(ts) / 3600)::bigint
+    ELSE (div(trunc(ts / 4294967296)::numeric * 4294967296
+              + (ts - trunc(ts / 4294967296) * 4294967296)::numeric, 3600)
+          - CASE WHEN ts < 0
+                      AND mod(trunc(ts / 4294967296)::numeric * 4294967296
+                              + (ts - trunc(ts / 4294967296) * 4294967296)
+                                ::numeric, 3600) <> 0
+                 THEN 1 ELSE 0 END)::bigint
+END;
 
 -- how many slots a counter may have: 8 spread 16 writers of one camera
 -- well enough (bench/ingest.sh), and a total reads at most 8 rows a key
@@ -1410,3 +1428,16 @@ LANGUAGE sql AS $$
 $$;
 
 REVOKE EXECUTE ON FUNCTION sophon_events_forget(interval) FROM PUBLIC;
+
+-- An earlier release rounded the hours of events past 2^52 s (143 million
+-- years from 1970) in float8 (sophon_events_hour()): if there are any, the
+-- counts are taken again, and theirs move to their exact hours.
+DO $$
+BEGIN
+    IF EXISTS (SELECT FROM sophon_events
+                WHERE ts >= 4503599627370496 OR ts <= -4503599627370496)
+    THEN
+        PERFORM sophon_events_recount();
+    END IF;
+END
+$$;

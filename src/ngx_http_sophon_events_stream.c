@@ -110,9 +110,22 @@ struct ngx_http_sophon_events_stream_s {
     ngx_uint_t                          shifted;
 
     /* the filters' values, NUL-terminated once for every statement */
-    ngx_uint_t                          filters;
     const char                         *values[NGX_HTTP_SOPHON_EVENTS_NFILTERS];
     ngx_uint_t                          nvalues;
+
+    /* the filters as one text: streams with the same may share statements */
+    ngx_str_t                           key;
+
+    /*
+     * A statement serves the stream that runs it, its leader, and the
+     * streams that ride it: those in the leader's very place, which take
+     * every row, and those that have everything B sees, which take the
+     * rows newer than B (part 2).
+     */
+    ngx_queue_t                         riders;      /* as a leader */
+    ngx_queue_t                         ride;        /* as a rider */
+    ngx_http_sophon_events_stream_t    *leader;
+    ngx_uint_t                          all_parts;
 
     unsigned                            started:1;   /* the 200 is out */
     unsigned                            queued:1;    /* in runnable */
@@ -158,6 +171,23 @@ static void ngx_http_sophon_events_stream_wake(
     ngx_http_sophon_events_stream_t *st);
 static void ngx_http_sophon_events_stream_run(
     ngx_http_sophon_events_stream_t *st);
+static void ngx_http_sophon_events_stream_gather(
+    ngx_http_sophon_events_stream_t *st);
+static ngx_uint_t ngx_http_sophon_events_stream_caught_up(
+    ngx_http_sophon_events_stream_t *st);
+static ngx_uint_t ngx_http_sophon_events_stream_same_place(
+    ngx_http_sophon_events_stream_t *st, ngx_http_sophon_events_stream_t *o);
+static ngx_uint_t ngx_http_sophon_events_text_eq(
+    ngx_http_sophon_events_text_t *a, ngx_http_sophon_events_text_t *b);
+static void ngx_http_sophon_events_stream_join(
+    ngx_http_sophon_events_stream_t *leader,
+    ngx_http_sophon_events_stream_t *st, ngx_uint_t all_parts);
+static void ngx_http_sophon_events_stream_leave(
+    ngx_http_sophon_events_stream_t *st);
+static ngx_int_t ngx_http_sophon_events_stream_deliver(
+    ngx_http_sophon_events_stream_t *st, PGresult *res);
+static ngx_int_t ngx_http_sophon_events_stream_done(
+    ngx_http_sophon_events_stream_t *st, ngx_uint_t rows);
 static void ngx_http_sophon_events_stream_heartbeat(ngx_event_t *ev);
 static ngx_int_t ngx_http_sophon_events_stream_header(
     ngx_http_sophon_events_ctx_t *ctx);
@@ -269,6 +299,8 @@ ngx_http_sophon_events_stream_start(ngx_http_sophon_events_ctx_t *ctx)
 
     ngx_queue_insert_tail(&ls->streams, &st->queue);
     ls->nstreams++;
+
+    ngx_queue_init(&st->riders);
 
     if (ngx_http_sophon_events_stream_values(st) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -511,6 +543,7 @@ ngx_http_sophon_events_stream_cleanup(void *data)
 
     ngx_uint_t                          i;
     ngx_http_sophon_events_text_t      *t[8];
+    ngx_http_sophon_events_stream_t    *rider;
     ngx_http_sophon_events_listener_t  *ls;
 
     ls = st->listener;
@@ -524,10 +557,22 @@ ngx_http_sophon_events_stream_cleanup(void *data)
         st->queued = 0;
     }
 
-    if (st->running) {
+    if (st->leader) {
+        ngx_http_sophon_events_stream_leave(st);
+
+    } else if (st->running) {
         st->running = 0;
         ls->running--;
         ngx_post_event(&ls->kick, &ngx_posted_events);
+    }
+
+    /* a leader's riders read on their own: its statement is theirs no more */
+
+    while (!ngx_queue_empty(&st->riders)) {
+        rider = ngx_queue_data(ngx_queue_head(&st->riders),
+                               ngx_http_sophon_events_stream_t, ride);
+        ngx_http_sophon_events_stream_leave(rider);
+        ngx_http_sophon_events_stream_wake(rider);
     }
 
     ngx_queue_remove(&st->queue);
@@ -559,6 +604,9 @@ ngx_http_sophon_events_stream_cleanup(void *data)
 static ngx_int_t
 ngx_http_sophon_events_stream_values(ngx_http_sophon_events_stream_t *st)
 {
+    u_char                         *p;
+    size_t                          len;
+    ngx_uint_t                      i;
     ngx_http_sophon_events_ctx_t   *ctx;
     ngx_http_sophon_events_stmt_t   stmt;
 
@@ -574,6 +622,29 @@ ngx_http_sophon_events_stream_values(ngx_http_sophon_events_stream_t *st)
 
     ngx_memcpy(st->values, stmt.values, stmt.nparams * sizeof(char *));
     st->nvalues = stmt.nparams;
+
+    /* the filters present, then each value with its NUL */
+
+    len = NGX_INT_T_LEN + 1;
+
+    for (i = 0; i < st->nvalues; i++) {
+        len += ngx_strlen(st->values[i]) + 1;
+    }
+
+    p = ngx_pnalloc(ctx->request->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    st->key.data = p;
+    p = ngx_sprintf(p, "%ui:", ngx_http_sophon_events_sql_shape(&ctx->args)
+                               & (NGX_HTTP_SOPHON_EVENTS_HISTORY - 1));
+
+    for (i = 0; i < st->nvalues; i++) {
+        p = ngx_cpymem(p, st->values[i], ngx_strlen(st->values[i]) + 1);
+    }
+
+    st->key.len = p - st->key.data;
 
     return NGX_OK;
 }
@@ -626,6 +697,7 @@ ngx_http_sophon_events_listen_kick(ngx_event_t *ev)
         st = ngx_queue_data(q, ngx_http_sophon_events_stream_t, run);
         st->queued = 0;
 
+        ngx_http_sophon_events_stream_gather(st);
         ngx_http_sophon_events_stream_run(st);
     }
 }
@@ -654,6 +726,166 @@ ngx_http_sophon_events_stream_run(ngx_http_sophon_events_stream_t *st)
 }
 
 
+/*
+ * The runnable streams of the same filters that this statement can serve
+ * ride it.  A stream that has everything of an older snapshot than
+ * another's is made to lead with B the newer one (F(A, B, none) says the
+ * same as F(A, A, none)): it reads the rows between the two alone, and
+ * the rows after B with the other.  After the statement they all stand at
+ * its snapshot, and go on together: a thousand streams of the same
+ * filters read one statement per notification, whatever their cursors
+ * were when they came.
+ */
+
+static void
+ngx_http_sophon_events_stream_gather(ngx_http_sophon_events_stream_t *st)
+{
+    ngx_queue_t                        *q, *next;
+    ngx_http_sophon_events_stream_t    *o, *newer;
+    ngx_http_sophon_events_listener_t  *ls;
+
+    ls = st->listener;
+
+    if (st->history || !st->started || st->ctx->discard) {
+        return;
+    }
+
+    newer = NULL;
+
+    for (q = ngx_queue_head(&ls->runnable);
+         q != ngx_queue_sentinel(&ls->runnable);
+         q = next)
+    {
+        next = ngx_queue_next(q);
+        o = ngx_queue_data(q, ngx_http_sophon_events_stream_t, run);
+
+        if (o->key.len != st->key.len
+            || ngx_memcmp(o->key.data, st->key.data, st->key.len) != 0
+            || o->history || !o->started || o->ctx->discard)
+        {
+            continue;
+        }
+
+        if (ngx_http_sophon_events_stream_same_place(st, o)) {
+            ngx_http_sophon_events_stream_join(st, o, 1);
+            continue;
+        }
+
+        if (newer == NULL
+            && ngx_http_sophon_events_stream_caught_up(st)
+            && ngx_http_sophon_events_stream_caught_up(o)
+            && ngx_http_sophon_events_snapshot_covers(o->a.data, o->a.len,
+                                                      st->a.data, st->a.len))
+        {
+            newer = o;
+        }
+    }
+
+    if (newer == NULL) {
+        return;
+    }
+
+    /* the leader and its like read up to the newer snapshot first */
+
+    ngx_http_sophon_events_text_copy(&st->b, &newer->a);
+
+    for (q = ngx_queue_head(&st->riders);
+         q != ngx_queue_sentinel(&st->riders);
+         q = ngx_queue_next(q))
+    {
+        o = ngx_queue_data(q, ngx_http_sophon_events_stream_t, ride);
+        ngx_http_sophon_events_text_copy(&o->b, &newer->a);
+    }
+
+    for (q = ngx_queue_head(&ls->runnable);
+         q != ngx_queue_sentinel(&ls->runnable);
+         q = next)
+    {
+        next = ngx_queue_next(q);
+        o = ngx_queue_data(q, ngx_http_sophon_events_stream_t, run);
+
+        if (o->key.len == st->key.len
+            && ngx_memcmp(o->key.data, st->key.data, st->key.len) == 0
+            && !o->history && o->started && !o->ctx->discard
+            && ngx_http_sophon_events_stream_caught_up(o)
+            && ngx_http_sophon_events_text_eq(&o->a, &st->b))
+        {
+            ngx_http_sophon_events_stream_join(st, o, 0);
+        }
+    }
+}
+
+
+/* F(S, S, none): everything S sees is sent, nothing else */
+
+static ngx_uint_t
+ngx_http_sophon_events_stream_caught_up(ngx_http_sophon_events_stream_t *st)
+{
+    return !st->history && st->k_xid.null
+           && ngx_http_sophon_events_text_eq(&st->a, &st->b);
+}
+
+
+static ngx_uint_t
+ngx_http_sophon_events_stream_same_place(ngx_http_sophon_events_stream_t *st,
+    ngx_http_sophon_events_stream_t *o)
+{
+    return st->history == o->history
+           && ngx_http_sophon_events_text_eq(&st->a, &o->a)
+           && ngx_http_sophon_events_text_eq(&st->b, &o->b)
+           && ngx_http_sophon_events_text_eq(&st->k_xid, &o->k_xid)
+           && ngx_http_sophon_events_text_eq(&st->k_kind, &o->k_kind)
+           && ngx_http_sophon_events_text_eq(&st->k_id, &o->k_id)
+           && ngx_http_sophon_events_text_eq(&st->k_ts, &o->k_ts);
+}
+
+
+static ngx_uint_t
+ngx_http_sophon_events_text_eq(ngx_http_sophon_events_text_t *a,
+    ngx_http_sophon_events_text_t *b)
+{
+    ngx_uint_t  anull, bnull;
+
+    anull = a->null || a->data == NULL;
+    bnull = b->null || b->data == NULL;
+
+    if (anull || bnull) {
+        return anull == bnull;
+    }
+
+    return a->len == b->len && ngx_memcmp(a->data, b->data, a->len) == 0;
+}
+
+
+static void
+ngx_http_sophon_events_stream_join(ngx_http_sophon_events_stream_t *leader,
+    ngx_http_sophon_events_stream_t *st, ngx_uint_t all_parts)
+{
+    ngx_queue_remove(&st->run);
+    st->queued = 0;
+
+    st->running = 1;
+    st->again = 0;
+    st->shifted = 0;
+    st->leader = leader;
+    st->all_parts = all_parts;
+
+    ngx_queue_insert_tail(&leader->riders, &st->ride);
+}
+
+
+/* a rider is on its own again; its cursor says what it has */
+
+static void
+ngx_http_sophon_events_stream_leave(ngx_http_sophon_events_stream_t *st)
+{
+    ngx_queue_remove(&st->ride);
+
+    st->leader = NULL;
+    st->running = 0;
+}
+
+
 static void
 ngx_http_sophon_events_stream_heartbeat(ngx_event_t *ev)
 {
@@ -672,7 +904,7 @@ ngx_http_sophon_events_stream_heartbeat(ngx_event_t *ev)
 
     ngx_add_timer(&st->heartbeat, ctx->conf->stream_heartbeat);
 
-    if (ctx->query || ctx->done) {
+    if (ctx->query || ctx->done || st->leader) {
         /* rows are on their way: no comment between an event's lines */
         return;
     }
@@ -934,9 +1166,78 @@ ngx_http_sophon_events_batch_row(ngx_http_sophon_events_ctx_t *ctx,
     PGresult *res)
 {
     ngx_int_t                         rc;
-    ngx_http_sophon_events_stream_t  *st;
+    ngx_uint_t                        newer;
+    ngx_queue_t                      *q, *next;
+    ngx_http_sophon_events_stream_t  *st, *rider;
 
     st = ctx->stream;
+
+    if (*PQgetvalue(res, 0, 0) == '-') {
+        /* the snapshot of this statement, every rider's too */
+
+        if (ngx_http_sophon_events_text_set(&st->snapshot,
+                                            (u_char *) PQgetvalue(res, 0, 6),
+                                            PQgetlength(res, 0, 6))
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        for (q = ngx_queue_head(&st->riders);
+             q != ngx_queue_sentinel(&st->riders);
+             q = ngx_queue_next(q))
+        {
+            rider = ngx_queue_data(q, ngx_http_sophon_events_stream_t, ride);
+            ngx_http_sophon_events_text_copy(&rider->snapshot, &st->snapshot);
+        }
+
+        return NGX_OK;
+    }
+
+    st->batch_rows++;
+
+    newer = (*PQgetvalue(res, 0, 0) == '2');
+
+    /* a rider that cannot take it is cut; the others go on */
+
+    for (q = ngx_queue_head(&st->riders);
+         q != ngx_queue_sentinel(&st->riders);
+         q = next)
+    {
+        next = ngx_queue_next(q);
+        rider = ngx_queue_data(q, ngx_http_sophon_events_stream_t, ride);
+
+        if (!rider->all_parts && !newer) {
+            continue;
+        }
+
+        rc = ngx_http_sophon_events_stream_deliver(rider, res);
+
+        if (rc != NGX_OK) {
+            ngx_http_sophon_events_stream_leave(rider);
+            ngx_http_sophon_events_request_failed(rider->ctx, NGX_LOG_WARN,
+                         NGX_HTTP_INTERNAL_SERVER_ERROR,
+                         (rc == NGX_DECLINED)
+                         ? "the stream's client is slower than its events, "
+                           "and all of sophon_events_buffers wait for it"
+                         : "the stream could not be written");
+        }
+    }
+
+    return ngx_http_sophon_events_stream_deliver(st, res);
+}
+
+
+/* one row to one stream: its cursor moves, and the event goes out */
+
+static ngx_int_t
+ngx_http_sophon_events_stream_deliver(ngx_http_sophon_events_stream_t *st,
+    PGresult *res)
+{
+    ngx_int_t                      rc;
+    ngx_http_sophon_events_ctx_t  *ctx;
+
+    ctx = st->ctx;
 
     if (!st->started) {
         rc = ngx_http_sophon_events_stream_header(ctx);
@@ -945,14 +1246,6 @@ ngx_http_sophon_events_batch_row(ngx_http_sophon_events_ctx_t *ctx,
         }
     }
 
-    if (*PQgetvalue(res, 0, 0) == '-') {
-        /* the snapshot of this statement */
-        return ngx_http_sophon_events_text_set(&st->snapshot,
-                                               (u_char *) PQgetvalue(res, 0, 6),
-                                               PQgetlength(res, 0, 6));
-    }
-
-    st->batch_rows++;
     ctx->rows++;
 
     if (ngx_http_sophon_events_stream_frame(st, res) != NGX_OK) {
@@ -1210,7 +1503,7 @@ static ngx_int_t
 ngx_http_sophon_events_batch_finish(ngx_http_sophon_events_ctx_t *ctx)
 {
     ngx_int_t                           rc;
-    ngx_http_sophon_events_stream_t    *st;
+    ngx_http_sophon_events_stream_t    *st, *rider;
     ngx_http_sophon_events_listener_t  *ls;
 
     st = ctx->stream;
@@ -1222,6 +1515,48 @@ ngx_http_sophon_events_batch_finish(ngx_http_sophon_events_ctx_t *ctx)
     if (!ls->kick.posted) {
         ngx_post_event(&ls->kick, &ngx_posted_events);
     }
+
+    /* the riders end the statement as the leader does, on their own */
+
+    while (!ngx_queue_empty(&st->riders)) {
+        rider = ngx_queue_data(ngx_queue_head(&st->riders),
+                               ngx_http_sophon_events_stream_t, ride);
+
+        ngx_http_sophon_events_stream_leave(rider);
+
+        rc = ngx_http_sophon_events_stream_done(rider, st->batch_rows);
+
+        if (rc == NGX_DONE) {
+            ngx_http_sophon_events_query_client(rider->ctx);
+            continue;
+        }
+
+        rider->ctx->done = 1;
+        ngx_http_finalize_request(rider->ctx->request,
+                                  (rc == NGX_DECLINED) ? NGX_ERROR : rc);
+    }
+
+    rc = ngx_http_sophon_events_stream_done(st, st->batch_rows);
+
+    st->batch_rows = 0;
+
+    return rc;
+}
+
+
+/*
+ * A statement of "rows" rows ended for this stream: fewer than a batch,
+ * and the stream has everything its snapshot sees.  NGX_DONE: it goes on.
+ */
+
+static ngx_int_t
+ngx_http_sophon_events_stream_done(ngx_http_sophon_events_stream_t *st,
+    ngx_uint_t rows)
+{
+    ngx_int_t                      rc;
+    ngx_http_sophon_events_ctx_t  *ctx;
+
+    ctx = st->ctx;
 
     if (!st->started) {
         rc = ngx_http_sophon_events_stream_header(ctx);
@@ -1235,7 +1570,7 @@ ngx_http_sophon_events_batch_finish(ngx_http_sophon_events_ctx_t *ctx)
         return ngx_http_sophon_events_output_end(ctx);
     }
 
-    if (st->batch_rows < NGX_HTTP_SOPHON_EVENTS_BATCH) {
+    if (rows < NGX_HTTP_SOPHON_EVENTS_BATCH) {
         /* everything this snapshot sees is sent: F(S, S, none) */
 
         ngx_http_sophon_events_text_copy(&st->a, &st->snapshot);
@@ -1249,6 +1584,8 @@ ngx_http_sophon_events_batch_finish(ngx_http_sophon_events_ctx_t *ctx)
     } else {
         st->again = 1;
     }
+
+    st->shifted = 0;
 
     ctx->shape = NGX_HTTP_SOPHON_EVENTS_SHAPE_STREAM
                  + (ngx_http_sophon_events_sql_shape(&ctx->args)

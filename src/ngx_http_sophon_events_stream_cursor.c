@@ -349,3 +349,105 @@ ngx_http_sophon_events_stream_cursor_encode(u_char *p,
 
     return ngx_hex_dump(p, c->id.data, c->id.len);
 }
+
+
+/*
+ * "older" sees a transaction when it is below its xmin, or below its xmax
+ * and not one of its xips.  "newer" sees all of those when its xmax is not
+ * below older's and none of its own xips (in progress for it) is one that
+ * older sees: each is at least older's xmax, or one of older's xips.
+ */
+
+ngx_uint_t
+ngx_http_sophon_events_snapshot_covers(u_char *newer, size_t newer_len,
+    u_char *older, size_t older_len)
+{
+    u_char    *p, *end, *q, *qend, *sep;
+    uint64_t   nxmax, oxmin, oxmax, xip, oxip;
+
+    p = newer;
+    end = newer + newer_len;
+    q = older;
+    qend = older + older_len;
+
+    /* xmin:xmax: of each; newer's xmin does not matter */
+
+    if ((sep = ngx_strlchr(p, end, ':')) == NULL) {
+        return 0;
+    }
+
+    p = sep + 1;
+
+    if ((sep = ngx_strlchr(p, end, ':')) == NULL
+        || ngx_http_sophon_events_uint64(p, sep - p, &nxmax) != NGX_OK)
+    {
+        return 0;
+    }
+
+    p = sep + 1;
+
+    if ((sep = ngx_strlchr(q, qend, ':')) == NULL
+        || ngx_http_sophon_events_uint64(q, sep - q, &oxmin) != NGX_OK)
+    {
+        return 0;
+    }
+
+    q = sep + 1;
+
+    if ((sep = ngx_strlchr(q, qend, ':')) == NULL
+        || ngx_http_sophon_events_uint64(q, sep - q, &oxmax) != NGX_OK)
+    {
+        return 0;
+    }
+
+    q = sep + 1;
+
+    if (nxmax < oxmax) {
+        return 0;
+    }
+
+    /* both xip lists ascend: walk them together */
+
+    oxip = 0;
+
+    while (p < end) {
+        sep = ngx_strlchr(p, end, ',');
+        if (sep == NULL) {
+            sep = end;
+        }
+
+        if (ngx_http_sophon_events_uint64(p, sep - p, &xip) != NGX_OK) {
+            return 0;
+        }
+
+        p = (sep == end) ? end : sep + 1;
+
+        if (xip >= oxmax) {
+            break;
+        }
+
+        if (xip < oxmin) {
+            /* older saw it finished; newer cannot see it in progress */
+            return 0;
+        }
+
+        while (oxip < xip && q < qend) {
+            sep = ngx_strlchr(q, qend, ',');
+            if (sep == NULL) {
+                sep = qend;
+            }
+
+            if (ngx_http_sophon_events_uint64(q, sep - q, &oxip) != NGX_OK) {
+                return 0;
+            }
+
+            q = (sep == qend) ? qend : sep + 1;
+        }
+
+        if (oxip != xip) {
+            return 0;
+        }
+    }
+
+    return 1;
+}

@@ -58,4 +58,12 @@ u_char *ngx_http_sophon_events_stream_cursor_encode(u_char *p,
     ngx_http_sophon_events_stream_cursor_t *cursor);
 
 
+/*
+ * Whether snapshot "newer" sees every transaction that "older" sees (both
+ * as PostgreSQL prints them, or checked by the decoder); when unsure, no.
+ */
+ngx_uint_t ngx_http_sophon_events_snapshot_covers(u_char *newer,
+    size_t newer_len, u_char *older, size_t older_len);
+
+
 #endif /* _NGX_HTTP_SOPHON_EVENTS_STREAM_CURSOR_H_INCLUDED_ */
