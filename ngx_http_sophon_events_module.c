@@ -472,7 +472,14 @@ ngx_http_sophon_events_event_id(ngx_http_request_t *r,
     }
 
     if ((size_t) (end - p) > ctx->conf->limits.max_value_length) {
-        ngx_str_set(error, "_id: is longer than sophon_events_max_value_length");
+        error->data = ngx_pnalloc(r->pool, NGX_INT_T_LEN + 32);
+        if (error->data == NULL) {
+            return NGX_ERROR;
+        }
+
+        error->len = ngx_sprintf(error->data, "_id: is longer than %uz bytes",
+                                 ctx->conf->limits.max_value_length)
+                     - error->data;
         return NGX_HTTP_BAD_REQUEST;
     }
 

@@ -298,7 +298,7 @@ sub check_body {
         or diag("$@: " . substr($body, 0, 300));
 
     return if !$data || !ref $data || !exists $data->{pagination};
-    return if $request !~ m{^GET /SophonFace/api/events(?:\?(\S*))?};
+    return if $request !~ m{^GET /SophonFace/api/events(?:\?(\S*))?(?:\s|$)};
 
     my $qs = $1 // '';
     my $want = expected($qs);
