@@ -312,8 +312,8 @@ ngx_http_sophon_events_output_end(ngx_http_sophon_events_ctx_t *ctx)
     }
 
     if (ctx->out == NULL) {
-        /* cannot happen: every answer queues its end last */
-        return NGX_ERROR;
+        /* a stream whose client has taken everything: the end alone */
+        return ngx_http_send_special(r, NGX_HTTP_LAST);
     }
 
     for (cl = ctx->out; cl->next; cl = cl->next) { /* void */ }

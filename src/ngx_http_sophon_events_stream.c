@@ -1950,6 +1950,7 @@ static void
 ngx_http_sophon_events_listen_watch(ngx_event_t *ev)
 {
     ngx_queue_t                        *q, *next;
+    ngx_connection_t                   *c;
     ngx_http_sophon_events_stream_t    *st;
     ngx_http_sophon_events_listener_t  *ls;
 
@@ -1966,8 +1967,12 @@ ngx_http_sophon_events_listen_watch(ngx_event_t *ev)
     {
         next = ngx_queue_next(q);
         st = ngx_queue_data(q, ngx_http_sophon_events_stream_t, queue);
+        c = st->ctx->request->connection;
 
         ngx_http_sophon_events_stream_end(st);
+
+        /* a timer's handler: nothing else runs what the end posted */
+        ngx_http_run_posted_requests(c);
     }
 }
 

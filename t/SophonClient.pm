@@ -802,4 +802,295 @@ sub open_files_under {
     return @open;
 }
 
+# --------------------------------------------------------------------------
+# Server-Sent Events: clients of the live stream ($Api/stream)
+#
+# A stream client is a hash like http_send()'s: sse_open() connects and
+# sends the request, sse_read() reads what comes and parses it as it comes:
+# the HTTP head, the chunks, then the events the way a browser's
+# EventSource does (WHATWG HTML, "Server-sent events"): lines end with CRLF,
+# LF or CR; "field: value" (the one space after the colon is not part of
+# the value); a line that starts with ":" is a comment; an empty line ends
+# a block, which is an event when it had a "data" line.  The client holds:
+#
+#   status, headers   the response's (headers by lower-case name), once its
+#                     head is in; body: the body so far, de-chunked
+#   complete          the time the last chunk (0 CRLF CRLF) came, or undef
+#   eof               the time the connection ended (as http_pump)
+#   events            [{ id, last_id, event, data, raw, at }, ...]: each
+#                     event: id its own "id" field (undef if none), last_id
+#                     the stream's last event ID then (EventSource's, kept
+#                     from one event to the next), event its type
+#                     ("message" if none), data its data lines joined with
+#                     "\n", raw its block's bytes as sent, from its first
+#                     line to its empty line, at the time it was parsed
+#   blocks            [raw, ...]: every block in order, events or not
+#                     (the "retry" block, heartbeat comments, ...)
+#   comments          [{ text, at }, ...]: the comment lines
+#   retry             the last "retry" field's value
+#   last_id           the stream's last event ID (what a reconnect sends:
+#                     an "id" field counts once its block's empty line came)
+#   bad               [why, ...]: what is not HTTP/1.1 chunked framing
+#
+# Every wait is bounded; nothing here runs a test.
+
+our $StreamPath = "$Api/stream";
+
+# sse_open(QS, %opt): GET (method => 'HEAD', ...) $StreamPath?QS; options:
+# last_event_id => ID sends the Last-Event-ID header; headers => ["Name:
+# value", ...] more header lines; path => another path; close => 1 sends
+# Connection: close; rcvbuf and port as in http_send().  undef and $! when
+# the connection fails.
+sub sse_open {
+    my ($qs, %opt) = @_;
+    my $sock;
+    my $port = $opt{port} || server_port();
+
+    if ($opt{rcvbuf}) {
+        socket($sock, AF_INET, SOCK_STREAM, 0) or return undef;
+        setsockopt($sock, SOL_SOCKET, SO_RCVBUF, $opt{rcvbuf}) or return undef;
+        connect($sock, sockaddr_in($port, inet_aton('127.0.0.1')))
+            or return undef;
+        binmode $sock;
+
+    } else {
+        $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                      PeerPort => $port,
+                                      Proto => 'tcp', Timeout => 5)
+            or return undef;
+    }
+
+    my $method = $opt{method} // 'GET';
+    my $path = $opt{path} // $StreamPath;
+    $path .= "?$qs" if defined $qs && $qs ne '';
+
+    my $req = "$method $path HTTP/1.1\r\nHost: localhost\r\n"
+              . "Accept: text/event-stream\r\n";
+    $req .= "Last-Event-ID: $opt{last_event_id}\r\n"
+        if defined $opt{last_event_id};
+    $req .= "$_\r\n" for @{ $opt{headers} || [] };
+    $req .= "Connection: close\r\n" if $opt{close};
+    $req .= "\r\n";
+
+    local $SIG{PIPE} = 'IGNORE';
+    my $n = syswrite $sock, $req;
+    return undef if !defined $n || $n != length $req;
+
+    $sock->blocking(0);
+
+    return { sock => $sock, qs => $qs, sent => now(), buf => '',
+             method => $method, request => $req, body => '', events => [],
+             blocks => [], comments => [], bad => [], last_id => '',
+             # the parsers' positions: in buf (chunks), in body (lines)
+             cpos => undef, lpos => 0, block => '', data => undef,
+             type => undef, id => undef };
+}
+
+# sse_read(CLIENT or [CLIENTS], TIMEOUT[, DONE]): reads and parses what the
+# clients' sockets have until each has ended (end of file, or its last
+# chunk), DONE->() is true, or TIMEOUT seconds have passed; returns 'done',
+# 'eof' (every client ended) or 'timeout'
+sub sse_read {
+    my ($clients, $timeout, $done) = @_;
+    $clients = [ $clients ] if ref $clients eq 'HASH';
+    my $deadline = now() + $timeout;
+
+    while (1) {
+        return 'done' if $done && $done->();
+        my @open = grep { !$_->{eof} && !$_->{complete} } @$clients;
+        return 'eof' if !@open;
+        my $left = $deadline - now();
+        return 'timeout' if $left <= 0;
+
+        my $sel = IO::Select->new(map { $_->{sock} } @open);
+        my @ready = $sel->can_read($left < 0.05 ? $left : 0.05);
+
+        for my $c (@open) {
+            next if !grep { $_ == $c->{sock} } @ready;
+
+            while (1) {
+                my $n = sysread $c->{sock}, my $buf, 65536;
+                if (!defined $n) {
+                    last if $!{EAGAIN} || $!{EWOULDBLOCK};
+                    $c->{error} = "$!";
+                    $n = 0;
+                }
+                if ($n == 0) {
+                    $c->{eof} = now();
+                    close $c->{sock};
+                    sse_feed($c);
+                    last;
+                }
+                $c->{first} //= now();
+                $c->{buf} .= $buf;
+                sse_feed($c);
+                last if $done && $done->();
+            }
+        }
+    }
+}
+
+# reads until the client has N events (true), or TIMEOUT seconds, or its
+# end (false)
+sub sse_wait {
+    my ($c, $n, $timeout) = @_;
+    sse_read($c, $timeout, sub { @{ $c->{events} } >= $n });
+    return @{ $c->{events} } >= $n;
+}
+
+# reads until no event has come for QUIET seconds (comments do not
+# count), at most MAX seconds, or the end; returns the events that came
+sub sse_quiet {
+    my ($c, $quiet, $max) = @_;
+    my $start = now();
+    my $had = @{ $c->{events} };
+    my ($n, $last) = ($had, now());
+
+    sse_read($c, $max, sub {
+        if (@{ $c->{events} } != $n) {
+            ($n, $last) = (scalar @{ $c->{events} }, now());
+        }
+        now() - $last >= $quiet;
+    });
+
+    return @{ $c->{events} }[$had .. $#{ $c->{events} }];
+}
+
+# closes a stream client's socket (rst => 1: with a reset, as close_rst)
+sub sse_close {
+    my ($c, %opt) = @_;
+    return if !$c->{sock} || $c->{closed}++;
+    if ($opt{rst}) {
+        close_rst($c);
+    } else {
+        close $c->{sock};
+        $c->{eof} //= now();
+    }
+}
+
+# parses what has come: the head, the chunks, the lines (sse_read calls it)
+sub sse_feed {
+    my ($c) = @_;
+
+    if (!defined $c->{cpos}) {
+        my $i = index $c->{buf}, "\r\n\r\n";
+        return if $i < 0;
+
+        my $head = substr $c->{buf}, 0, $i;
+        ($c->{status}) = $head =~ m{^HTTP/1\.[01] (\d{3}) };
+        my %h;
+        for my $line (split /\r\n/, $head) {
+            $h{ lc $1 } = $2 if $line =~ /^([^:\s]+):\s*(.*)$/;
+        }
+        $c->{headers} = \%h;
+        $c->{head} = $head;
+        $c->{cpos} = $i + 4;
+        $c->{chunked} = ($h{'transfer-encoding'} // '') =~ /chunked/i;
+        $c->{sse} = ($h{'content-type'} // '') =~ m{^text/event-stream};
+        $c->{complete} = now() if $c->{method} eq 'HEAD';
+    }
+
+    if (!$c->{chunked}) {
+        $c->{body} = substr $c->{buf}, $c->{cpos} if !$c->{complete};
+        my $len = $c->{headers}{'content-length'};
+        $c->{complete} //= now()
+            if defined $len && length $c->{body} >= $len;
+
+    } else {
+        while (!$c->{complete}) {
+            my $pos = $c->{cpos};
+            my $eol = index $c->{buf}, "\r\n", $pos;
+            last if $eol < 0;
+            my $size = substr $c->{buf}, $pos, $eol - $pos;
+            if ($size !~ /^([0-9A-Fa-f]+)(?:;[^\r\n]*)?$/) {
+                push @{ $c->{bad} }, "a bad chunk size at $pos: "
+                                     . substr($size, 0, 20);
+                $c->{chunked} = 0;
+                last;
+            }
+            $size = hex $1;
+            if ($size == 0) {
+                last if length $c->{buf} < $eol + 4;
+                if (substr($c->{buf}, $eol + 2, 2) ne "\r\n") {
+                    push @{ $c->{bad} }, "trailers after the last chunk";
+                }
+                $c->{complete} = now();
+                $c->{cpos} = $eol + 4;
+                $c->{after} = substr $c->{buf}, $eol + 4;
+                last;
+            }
+            last if length $c->{buf} < $eol + 2 + $size + 2;
+            if (substr($c->{buf}, $eol + 2 + $size, 2) ne "\r\n") {
+                push @{ $c->{bad} }, "a chunk without its CRLF at $pos";
+                $c->{chunked} = 0;
+                last;
+            }
+            $c->{body} .= substr $c->{buf}, $eol + 2, $size;
+            $c->{cpos} = $eol + 2 + $size + 2;
+        }
+    }
+
+    return if !$c->{sse};
+
+    my $end = $c->{eof} || $c->{complete};
+    pos($c->{body}) = $c->{lpos};
+
+    # a CR at the end may be the first half of a CRLF: it waits, unless
+    # nothing more comes
+    while ($c->{body} =~ /\G([^\r\n]*)(\r\n|\n|\r(?!\z))/gc
+           || ($end && $c->{body} =~ /\G([^\r\n]*)(\r)/gc))
+    {
+        my ($line, $eol) = ($1, $2);
+        $c->{lpos} = pos $c->{body};
+        $c->{block} .= $line . $eol;
+        sse_line($c, $line);
+        pos($c->{body}) = $c->{lpos};
+    }
+}
+
+sub sse_line {
+    my ($c, $line) = @_;
+
+    if ($line eq '') {
+        # a blank line commits the id (a block cut before it does not)
+        $c->{last_id} = $c->{id_buffer} // $c->{last_id};
+        my $raw = $c->{block};
+        push @{ $c->{blocks} }, $raw;
+        if (defined $c->{data}) {
+            push @{ $c->{events} }, {
+                id => $c->{id}, last_id => $c->{last_id},
+                event => $c->{type} // 'message',
+                data => join("\n", @{ $c->{data} }),
+                raw => $raw, at => now() };
+        }
+        @$c{qw(block data type id)} = ('', undef, undef, undef);
+        return;
+    }
+
+    if ($line =~ /^:(.*)/s) {
+        push @{ $c->{comments} }, { text => $1, at => now() };
+        return;
+    }
+
+    my ($field, $value) = $line =~ /^([^:]*)(?::(.*))?$/s;
+    $value //= '';
+    $value =~ s/^ //;
+
+    if ($field eq 'data') {
+        push @{ $c->{data} }, $value;
+    } elsif ($field eq 'event') {
+        $c->{type} = $value;
+    } elsif ($field eq 'id') {
+        if (index($value, "\0") < 0) {
+            $c->{id} = $value;
+            $c->{id_buffer} = $value;
+        }
+    } elsif ($field eq 'retry') {
+        $c->{retry} = $value if $value =~ /^\d+$/;
+    }
+}
+
+push @EXPORT_OK, qw($StreamPath sse_open sse_read sse_wait sse_quiet
+                    sse_close sse_feed);
+
 1;
