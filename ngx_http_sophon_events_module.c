@@ -114,6 +114,13 @@ static ngx_command_t  ngx_http_sophon_events_commands[] = {
       offsetof(ngx_http_sophon_events_loc_conf_t, stream_heartbeat),
       NULL },
 
+    { ngx_string("sophon_events_stream_poll"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_sophon_events_loc_conf_t, stream_poll),
+      NULL },
+
     { ngx_string("sophon_events_max_streams"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_num_slot,
@@ -521,14 +528,16 @@ ngx_http_sophon_events_start(ngx_http_request_t *r,
 
     if (ctx->stream) {
         rc = ngx_http_sophon_events_stream_start(ctx);
-        if (rc != NGX_OK) {
+        if (rc != NGX_DONE) {
             return rc;
         }
     }
 
     /* notice a client that goes away while the database works */
     r->read_event_handler = ngx_http_test_reading;
-    r->write_event_handler = ngx_http_sophon_events_write_handler;
+    r->write_event_handler = ctx->stream
+                             ? ngx_http_sophon_events_stream_write_handler
+                             : ngx_http_sophon_events_write_handler;
 
     r->main->count++;
 
@@ -675,6 +684,7 @@ ngx_http_sophon_events_create_loc_conf(ngx_conf_t *cf)
     conf->delete = NGX_CONF_UNSET;
     conf->delete_pool = NGX_CONF_UNSET_PTR;
     conf->stream_heartbeat = NGX_CONF_UNSET_MSEC;
+    conf->stream_poll = NGX_CONF_UNSET_MSEC;
     conf->max_streams = NGX_CONF_UNSET_UINT;
     conf->connect_timeout = NGX_CONF_UNSET_MSEC;
     conf->query_timeout = NGX_CONF_UNSET_MSEC;
@@ -707,6 +717,7 @@ ngx_http_sophon_events_merge_loc_conf(ngx_conf_t *cf, void *parent,
 
     ngx_conf_merge_msec_value(conf->stream_heartbeat, prev->stream_heartbeat,
                               15000);
+    ngx_conf_merge_msec_value(conf->stream_poll, prev->stream_poll, 0);
     ngx_conf_merge_uint_value(conf->max_streams, prev->max_streams, 1024);
 
     ngx_conf_merge_msec_value(conf->connect_timeout, prev->connect_timeout,
@@ -747,6 +758,13 @@ ngx_http_sophon_events_merge_loc_conf(ngx_conf_t *cf, void *parent,
     if (conf->pool == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"sophon_events\" needs \"sophon_events_db\"");
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->stream && conf->pool->max_connections < 2) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"sophon_events_stream\" needs connections=2 at "
+                           "least in \"sophon_events_db\": one listens");
         return NGX_CONF_ERROR;
     }
 

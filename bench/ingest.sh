@@ -48,7 +48,10 @@ All of it twice (MODES="durable fast"): with durable commits (fsync=on,
 synchronous_commit=on, as a real server runs, set for the run with ALTER
 SYSTEM and reset at the end), and with the throwaway cluster's own
 fsync=off, synchronous_commit=off.  A durable commit waits for its WAL
-flush, and a writer holds the counter rows it updated until then.
+flush, and a writer holds the counter rows it updated until then.  A mode
+ending in "-quiet" (MODES="durable durable-quiet") runs without the
+NOTIFY of every writing statement (sophon_events_notify, the live
+stream's wake-up), disabled for its runs: what that costs the writers.
 
 --single also measures one client alone (pgbench -c 1) for both statement
 sizes: what a lone writer pays per event.
@@ -166,12 +169,17 @@ run() {
 # counter rows until its commit is flushed), or the throwaway cluster's own
 # settings (neither)
 set_mode() {
-    local fsync=off
-    [ "$1" = durable ] && fsync=on
-    q -c "ALTER SYSTEM SET fsync = $fsync" -c "SELECT pg_reload_conf()" >/dev/null
+    local fsync=off notify=ENABLE
+    [ "${1%-quiet}" = durable ] && fsync=on
+    [ "${1%-quiet}" != "$1" ] && notify=DISABLE
+    q -c "ALTER SYSTEM SET fsync = $fsync" -c "SELECT pg_reload_conf()" \
+      -c "ALTER TABLE sophon_events $notify TRIGGER sophon_events_notify" \
+      >/dev/null
     export PGOPTIONS="-c synchronous_commit=$fsync"
 }
-trap 'q -c "ALTER SYSTEM RESET fsync" -c "SELECT pg_reload_conf()" >/dev/null 2>&1 || true
+trap 'q -c "ALTER SYSTEM RESET fsync" -c "SELECT pg_reload_conf()" \
+        -c "ALTER TABLE sophon_events ENABLE TRIGGER sophon_events_notify" \
+        >/dev/null 2>&1 || true
       [ "$KEEP" = 1 ] || util/sophon-pg stop "$PG_DIR" >/dev/null 2>&1 || true' EXIT
 
 declare -A ev

@@ -54,6 +54,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (c.history) {
         assert(c.ts.len > 0 && c.b.data == NULL && c.xid.data == NULL);
 
+    } else if (c.xid.len == 0) {
+        /* where a stream stands: no event */
+        check_snapshot(&c.b);
+        assert(c.kind.len == 0 && c.id.len == 0);
+
     } else {
         check_snapshot(&c.b);
         check_digits(&c.xid);

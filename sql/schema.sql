@@ -205,9 +205,12 @@ CREATE INDEX IF NOT EXISTS sophon_events_identity_name
 
 -- The live stream's new rows: those of the transactions a snapshot sees
 -- and the one before did not, all with an xid at least the older one's
--- xmin (README, "The live stream").
-CREATE INDEX IF NOT EXISTS sophon_events_xid
-    ON sophon_events (xid) WHERE xid IS NOT NULL;
+-- xmin, read in (xid, id) order from a position in it, so that the rows
+-- of one big transaction (a bulk load) are read a batch at a time, not
+-- all of them for every batch (README, "The live stream").
+CREATE INDEX IF NOT EXISTS sophon_events_xid_id
+    ON sophon_events (xid, id) WHERE xid IS NOT NULL;
+DROP INDEX IF EXISTS sophon_events_xid;
 
 
 -- Exact totals at the cost of a lookup.
@@ -1347,6 +1350,15 @@ $$;
 -- drops them after a while (schedule it, README).  TRUNCATE writes none.
 BEGIN;
 
+-- the definer function below resolves its names here, not in a schema its
+-- caller puts first (see the counts' functions above)
+DO $$
+BEGIN
+    PERFORM set_config('search_path',
+                       format('%I, pg_temp', current_schema()), true);
+END
+$$;
+
 CREATE TABLE IF NOT EXISTS sophon_event_deletions (
     xid             xid8 NOT NULL,
     id              text COLLATE "C" NOT NULL,
@@ -1361,8 +1373,9 @@ CREATE TABLE IF NOT EXISTS sophon_event_deletions (
     deleted_at      timestamptz NOT NULL DEFAULT now()
 );
 
-CREATE INDEX IF NOT EXISTS sophon_event_deletions_xid
-    ON sophon_event_deletions (xid);
+CREATE INDEX IF NOT EXISTS sophon_event_deletions_xid_id
+    ON sophon_event_deletions (xid, id);
+DROP INDEX IF EXISTS sophon_event_deletions_xid;
 CREATE INDEX IF NOT EXISTS sophon_event_deletions_deleted_at
     ON sophon_event_deletions (deleted_at);
 

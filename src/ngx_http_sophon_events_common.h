@@ -96,6 +96,7 @@ typedef struct {
     ngx_http_sophon_events_pool_t  *delete_pool;
 
     ngx_msec_t                      stream_heartbeat;
+    ngx_msec_t                      stream_poll;
     ngx_uint_t                      max_streams;
 
     ngx_msec_t                      connect_timeout;

@@ -30,6 +30,7 @@
 #include "ngx_http_sophon_events_pool.h"
 #include "ngx_http_sophon_events_sql.h"
 #include "ngx_http_sophon_events_output.h"
+#include "ngx_http_sophon_events_stream.h"
 
 
 typedef enum {
@@ -122,6 +123,12 @@ ngx_http_sophon_events_query_start(ngx_http_sophon_events_ctx_t *ctx)
         break;
 
     case NGX_DECLINED:
+        if (ctx->stream) {
+            ngx_http_sophon_events_stream_retry(ctx->stream,
+                                    "too many requests wait for the database");
+            break;
+        }
+
         ngx_http_sophon_events_request_failed(ctx, NGX_LOG_ERR,
                                     NGX_HTTP_SERVICE_UNAVAILABLE,
                                     "too many requests wait for the database");
@@ -147,7 +154,12 @@ ngx_http_sophon_events_query_wait_handler(ngx_event_t *ev)
     ctx = ev->data;
     c = ctx->request->connection;
 
-    if (ev->timedout) {
+    if (ev->timedout && ctx->stream) {
+        ev->timedout = 0;
+        ngx_http_sophon_events_stream_retry(ctx->stream,
+                                "no database connection came free in time");
+
+    } else if (ev->timedout) {
         ev->timedout = 0;
         ngx_http_sophon_events_request_failed(ctx, NGX_LOG_ERR,
                                 NGX_HTTP_SERVICE_UNAVAILABLE,
@@ -896,6 +908,10 @@ ngx_http_sophon_events_request_failed(ngx_http_sophon_events_ctx_t *ctx,
     }
 
     ngx_http_sophon_events_query_detach(ctx);
+
+    if (ctx->stream) {
+        ngx_http_sophon_events_stream_stop(ctx->stream);
+    }
 
     ctx->done = 1;
 

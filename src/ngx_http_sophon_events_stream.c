@@ -68,8 +68,8 @@
 
 #define NGX_HTTP_SOPHON_EVENTS_WATCH       1000
 
-/* $1..$7 below, then the filters */
-#define NGX_HTTP_SOPHON_EVENTS_STREAM_PARAMS  7
+/* $1..$8 below, then the filters */
+#define NGX_HTTP_SOPHON_EVENTS_STREAM_PARAMS  8
 
 #define NGX_HTTP_SOPHON_EVENTS_HISTORY                                        \
     ((ngx_uint_t) 1 << NGX_HTTP_SOPHON_EVENTS_NFILTERS)
@@ -90,6 +90,7 @@ struct ngx_http_sophon_events_stream_s {
     ngx_http_sophon_events_ctx_t       *ctx;
     ngx_http_sophon_events_listener_t  *listener;
     ngx_event_t                         heartbeat;
+    ngx_event_t                         retry;       /* no connection */
 
     /* the cursor: what has been sent (see above) */
     ngx_uint_t                          history;     /* H, not F */
@@ -104,8 +105,16 @@ struct ngx_http_sophon_events_stream_s {
     /* this statement's snapshot, and whether part 2 moved the frame */
     ngx_http_sophon_events_text_t       snapshot;
 
-    /* the last event's id, being written */
+    /* the last event's id, being written; the statement's text */
     ngx_http_sophon_events_text_t       id;
+    ngx_http_sophon_events_text_t       text;
+
+    /* rows the statement had to send; the bytes a batch may hold */
+    ngx_uint_t                          available;
+    u_char                              budget[NGX_INT_T_LEN + 1];
+
+    /* ids sent: 0 before the first */
+    ngx_uint_t                          ids;
     ngx_uint_t                          batch_rows;
     ngx_uint_t                          shifted;
 
@@ -131,6 +140,9 @@ struct ngx_http_sophon_events_stream_s {
     unsigned                            queued:1;    /* in runnable */
     unsigned                            running:1;   /* a statement */
     unsigned                            again:1;     /* woken meanwhile */
+    unsigned                            blocked:1;   /* output pending */
+    unsigned                            moved:1;     /* no id says where */
+    unsigned                            stopped:1;   /* finalized */
 };
 
 
@@ -147,6 +159,8 @@ struct ngx_http_sophon_events_listener_s {
     ngx_event_t                         retry;
     ngx_event_t                         watch;      /* ngx_exiting */
     ngx_event_t                         kick;       /* runs the runnable */
+    ngx_event_t                         poll;       /* stream_poll */
+    ngx_msec_t                          poll_interval;
     unsigned                            listening:1;
 };
 
@@ -187,8 +201,12 @@ static void ngx_http_sophon_events_stream_leave(
 static ngx_int_t ngx_http_sophon_events_stream_deliver(
     ngx_http_sophon_events_stream_t *st, PGresult *res);
 static ngx_int_t ngx_http_sophon_events_stream_done(
-    ngx_http_sophon_events_stream_t *st, ngx_uint_t rows);
+    ngx_http_sophon_events_stream_t *st, ngx_uint_t rows,
+    ngx_uint_t available);
 static void ngx_http_sophon_events_stream_heartbeat(ngx_event_t *ev);
+static ngx_int_t ngx_http_sophon_events_stream_place(
+    ngx_http_sophon_events_stream_t *st);
+static void ngx_http_sophon_events_stream_retry_handler(ngx_event_t *ev);
 static ngx_int_t ngx_http_sophon_events_stream_header(
     ngx_http_sophon_events_ctx_t *ctx);
 static ngx_int_t ngx_http_sophon_events_stream_frame(
@@ -226,6 +244,7 @@ static void ngx_http_sophon_events_listen_failed(
 static void ngx_http_sophon_events_listen_retry(ngx_event_t *ev);
 static void ngx_http_sophon_events_listen_watch(ngx_event_t *ev);
 static void ngx_http_sophon_events_listen_kick(ngx_event_t *ev);
+static void ngx_http_sophon_events_listen_poll(ngx_event_t *ev);
 static void ngx_http_sophon_events_wake_all(
     ngx_http_sophon_events_listener_t *ls);
 
@@ -242,11 +261,12 @@ const ngx_http_sophon_events_endpoint_t  ngx_http_sophon_events_stream_batch =
 
 /*
  * $1 A, $2 B (pg_snapshot), $3 k's xid, $4 its kind (0: a deletion, 1: an
- * event), $5 its id, $6 the batch's limit, $7 t's ts: typed here, since
- * each text uses only some of them
+ * event), $5 its id, $6 the batch's limit, $7 t's ts, $8 the bytes of
+ * documents a batch may hold: typed here, since each text uses only some
+ * of them
  */
 static const Oid  ngx_http_sophon_events_stream_types[] = {
-    5038, 5038, 5069, 23, 25, 20, 701
+    5038, 5038, 5069, 23, 25, 20, 701, 20
 };
 
 
@@ -264,6 +284,7 @@ static ngx_str_t  ngx_http_sophon_events_too_many_streams =
 ngx_int_t
 ngx_http_sophon_events_stream_start(ngx_http_sophon_events_ctx_t *ctx)
 {
+    ngx_int_t                           rc;
     ngx_http_request_t                 *r;
     ngx_pool_cleanup_t                 *cln;
     ngx_http_sophon_events_stream_t    *st;
@@ -286,6 +307,19 @@ ngx_http_sophon_events_stream_start(ngx_http_sophon_events_ctx_t *ctx)
                                     &ngx_http_sophon_events_too_many_streams);
     }
 
+    if (r->method == NGX_HTTP_HEAD) {
+        /* the headers alone: the arguments and the cursor are checked */
+
+        rc = ngx_http_sophon_events_stream_header(ctx);
+        if (rc != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        rc = ngx_http_sophon_events_output_end(ctx);
+
+        return (rc == NGX_DONE) ? NGX_OK : rc;
+    }
+
     cln = ngx_pool_cleanup_add(r->pool, 0);
     if (cln == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -302,6 +336,11 @@ ngx_http_sophon_events_stream_start(ngx_http_sophon_events_ctx_t *ctx)
 
     ngx_queue_init(&st->riders);
 
+    /* half the buffers: a batch always fits what the client has not taken */
+
+    (void) ngx_sprintf(st->budget, "%uz%Z",
+                       ctx->conf->bufs.num * ctx->conf->bufs.size / 2);
+
     if (ngx_http_sophon_events_stream_values(st) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -310,9 +349,30 @@ ngx_http_sophon_events_stream_start(ngx_http_sophon_events_ctx_t *ctx)
     st->heartbeat.data = st;
     st->heartbeat.log = r->connection->log;
 
-    /* a stream's answer has no end: never a file */
+    st->retry.handler = ngx_http_sophon_events_stream_retry_handler;
+    st->retry.data = st;
+    st->retry.log = r->connection->log;
+
+    /* a stream's answer has no end: never a file, its batches fit */
 
     ctx->no_spill = 1;
+
+    /*
+     * The 200 at once: a browser's EventSource gives up on an error
+     * status, and reconnects after a cut.  What fails from now on cuts.
+     */
+
+    rc = ngx_http_sophon_events_stream_header(ctx);
+    if (rc != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_http_sophon_events_output_flush(ctx, 1);
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_add_timer(&st->heartbeat, ctx->conf->stream_heartbeat);
 
     ngx_http_sophon_events_listen(ls);
 
@@ -320,7 +380,7 @@ ngx_http_sophon_events_stream_start(ngx_http_sophon_events_ctx_t *ctx)
 
     ngx_http_sophon_events_stream_wake(st);
 
-    return NGX_OK;
+    return NGX_DONE;
 }
 
 
@@ -443,7 +503,7 @@ static ngx_int_t
 ngx_http_sophon_events_stream_resume(ngx_http_sophon_events_stream_t *st,
     ngx_http_sophon_events_stream_cursor_t *c)
 {
-    ngx_uint_t                       i;
+    ngx_uint_t                       i, none;
     ngx_str_t                       *from[6];
     ngx_http_sophon_events_text_t   *to[6];
 
@@ -457,8 +517,12 @@ ngx_http_sophon_events_stream_resume(ngx_http_sophon_events_stream_t *st,
     from[4] = &c->ts;     to[4] = &st->k_ts;
     from[5] = &c->id;     to[5] = &st->k_id;
 
+    none = !c->history && c->xid.len == 0;
+
     for (i = 0; i < 6; i++) {
-        if (from[i]->data == NULL) {
+        /* F(A, B, none): no xid, kind or id */
+
+        if (from[i]->data == NULL || (none && (i == 2 || i == 3 || i == 5))) {
             to[i]->null = 1;
             continue;
         }
@@ -542,38 +606,12 @@ ngx_http_sophon_events_stream_cleanup(void *data)
     ngx_http_sophon_events_stream_t  *st = data;
 
     ngx_uint_t                          i;
-    ngx_http_sophon_events_text_t      *t[8];
-    ngx_http_sophon_events_stream_t    *rider;
+    ngx_http_sophon_events_text_t      *t[9];
     ngx_http_sophon_events_listener_t  *ls;
 
     ls = st->listener;
 
-    if (st->heartbeat.timer_set) {
-        ngx_del_timer(&st->heartbeat);
-    }
-
-    if (st->queued) {
-        ngx_queue_remove(&st->run);
-        st->queued = 0;
-    }
-
-    if (st->leader) {
-        ngx_http_sophon_events_stream_leave(st);
-
-    } else if (st->running) {
-        st->running = 0;
-        ls->running--;
-        ngx_post_event(&ls->kick, &ngx_posted_events);
-    }
-
-    /* a leader's riders read on their own: its statement is theirs no more */
-
-    while (!ngx_queue_empty(&st->riders)) {
-        rider = ngx_queue_data(ngx_queue_head(&st->riders),
-                               ngx_http_sophon_events_stream_t, ride);
-        ngx_http_sophon_events_stream_leave(rider);
-        ngx_http_sophon_events_stream_wake(rider);
-    }
+    ngx_http_sophon_events_stream_stop(st);
 
     ngx_queue_remove(&st->queue);
     ls->nstreams--;
@@ -586,8 +624,9 @@ ngx_http_sophon_events_stream_cleanup(void *data)
     t[5] = &st->k_ts;
     t[6] = &st->snapshot;
     t[7] = &st->id;
+    t[8] = &st->text;
 
-    for (i = 0; i < 8; i++) {
+    for (i = 0; i < 9; i++) {
         if (t[i]->data) {
             ngx_free(t[i]->data);
             t[i]->data = NULL;
@@ -625,7 +664,7 @@ ngx_http_sophon_events_stream_values(ngx_http_sophon_events_stream_t *st)
 
     /* the filters present, then each value with its NUL */
 
-    len = NGX_INT_T_LEN + 1;
+    len = 2 * NGX_INT_T_LEN + 2;
 
     for (i = 0; i < st->nvalues; i++) {
         len += ngx_strlen(st->values[i]) + 1;
@@ -637,8 +676,9 @@ ngx_http_sophon_events_stream_values(ngx_http_sophon_events_stream_t *st)
     }
 
     st->key.data = p;
-    p = ngx_sprintf(p, "%ui:", ngx_http_sophon_events_sql_shape(&ctx->args)
-                               & (NGX_HTTP_SOPHON_EVENTS_HISTORY - 1));
+    p = ngx_sprintf(p, "%ui:%s:", ngx_http_sophon_events_sql_shape(&ctx->args)
+                                  & (NGX_HTTP_SOPHON_EVENTS_HISTORY - 1),
+                    st->budget);
 
     for (i = 0; i < st->nvalues; i++) {
         p = ngx_cpymem(p, st->values[i], ngx_strlen(st->values[i]) + 1);
@@ -659,6 +699,10 @@ ngx_http_sophon_events_stream_wake(ngx_http_sophon_events_stream_t *st)
 
     ls = st->listener;
 
+    if (st->stopped) {
+        return;
+    }
+
     if (st->running) {
         st->again = 1;
         return;
@@ -667,6 +711,7 @@ ngx_http_sophon_events_stream_wake(ngx_http_sophon_events_stream_t *st)
     if (st->queued) {
         return;
     }
+
 
     ngx_queue_insert_tail(&ls->runnable, &st->run);
     st->queued = 1;
@@ -696,6 +741,15 @@ ngx_http_sophon_events_listen_kick(ngx_event_t *ev)
 
         st = ngx_queue_data(q, ngx_http_sophon_events_stream_t, run);
         st->queued = 0;
+
+        if (st->ctx->out || st->ctx->busy) {
+            /*
+             * the client has not taken the last batch: its write handler
+             * wakes it when it has, so that a batch fits the buffers
+             */
+            st->blocked = 1;
+            continue;
+        }
 
         ngx_http_sophon_events_stream_gather(st);
         ngx_http_sophon_events_stream_run(st);
@@ -746,7 +800,7 @@ ngx_http_sophon_events_stream_gather(ngx_http_sophon_events_stream_t *st)
 
     ls = st->listener;
 
-    if (st->history || !st->started || st->ctx->discard) {
+    if (st->history || st->ctx->discard) {
         return;
     }
 
@@ -761,7 +815,7 @@ ngx_http_sophon_events_stream_gather(ngx_http_sophon_events_stream_t *st)
 
         if (o->key.len != st->key.len
             || ngx_memcmp(o->key.data, st->key.data, st->key.len) != 0
-            || o->history || !o->started || o->ctx->discard)
+            || o->history || o->ctx->discard || o->ctx->out || o->ctx->busy)
         {
             continue;
         }
@@ -806,7 +860,8 @@ ngx_http_sophon_events_stream_gather(ngx_http_sophon_events_stream_t *st)
 
         if (o->key.len == st->key.len
             && ngx_memcmp(o->key.data, st->key.data, st->key.len) == 0
-            && !o->history && o->started && !o->ctx->discard
+            && !o->history && !o->ctx->discard
+            && o->ctx->out == NULL && o->ctx->busy == NULL
             && ngx_http_sophon_events_stream_caught_up(o)
             && ngx_http_sophon_events_text_eq(&o->a, &st->b))
         {
@@ -890,11 +945,13 @@ static void
 ngx_http_sophon_events_stream_heartbeat(ngx_event_t *ev)
 {
     ngx_int_t                         rc;
+    ngx_connection_t                 *c;
     ngx_http_sophon_events_ctx_t     *ctx;
     ngx_http_sophon_events_stream_t  *st;
 
     st = ev->data;
     ctx = st->ctx;
+    c = ctx->request->connection;
 
     /* the listening connection is down: read instead of waiting for it */
 
@@ -909,7 +966,26 @@ ngx_http_sophon_events_stream_heartbeat(ngx_event_t *ev)
         return;
     }
 
-    rc = ngx_http_sophon_events_output_write(ctx, (u_char *) ":\n\n", 3);
+    if (ctx->out || ctx->busy) {
+        /*
+         * the client is behind: it needs no sign of life, and its
+         * send_timeout runs from the last time it took something
+         */
+        return;
+    }
+
+    /*
+     * Where the stream stands, when no event's id says it yet (statements
+     * read nothing for it): a client that comes back later resumes from
+     * there, not from an old event.  Otherwise a comment.
+     */
+
+    if (st->moved) {
+        rc = ngx_http_sophon_events_stream_place(st);
+
+    } else {
+        rc = ngx_http_sophon_events_output_write(ctx, (u_char *) ":\n\n", 3);
+    }
 
     if (rc == NGX_OK) {
         ngx_http_sophon_events_query_client(ctx);
@@ -921,7 +997,152 @@ ngx_http_sophon_events_stream_heartbeat(ngx_event_t *ev)
                          "the stream's client is slower than its events, and "
                          "all of sophon_events_buffers wait for it");
 
-    ngx_http_run_posted_requests(ctx->request->connection);
+    ngx_http_run_posted_requests(c);
+}
+
+
+/* an id with no event: the cursor of where the stream stands */
+
+static ngx_int_t
+ngx_http_sophon_events_stream_place(ngx_http_sophon_events_stream_t *st)
+{
+    ngx_int_t  rc;
+
+    st->seq++;
+    st->moved = 0;
+
+    rc = ngx_http_sophon_events_stream_id(st);
+
+    if (rc == NGX_OK) {
+        rc = ngx_http_sophon_events_output_write(st->ctx, (u_char *) "\n", 1);
+    }
+
+    return rc;
+}
+
+
+/* the client took some output: a stream held back by it reads again */
+
+void
+ngx_http_sophon_events_stream_write_handler(ngx_http_request_t *r)
+{
+    ngx_connection_t                 *c;
+    ngx_http_sophon_events_ctx_t     *ctx;
+    ngx_http_sophon_events_stream_t  *st;
+
+    c = r->connection;
+    ctx = ngx_http_get_module_ctx(r, ngx_http_sophon_events_module);
+    st = ctx->stream;
+
+    ngx_http_sophon_events_query_client(ctx);
+
+    if (c->destroyed || ctx->done) {
+        return;
+    }
+
+    if (st->blocked && ctx->out == NULL && ctx->busy == NULL) {
+        st->blocked = 0;
+        ngx_http_sophon_events_stream_wake(st);
+    }
+}
+
+
+/*
+ * The stream is finalized, or about to be: it leaves every queue and
+ * statement of the worker, at once, whenever its request is freed.
+ */
+
+void
+ngx_http_sophon_events_stream_stop(ngx_http_sophon_events_stream_t *st)
+{
+    ngx_http_sophon_events_stream_t    *rider;
+    ngx_http_sophon_events_listener_t  *ls;
+
+    ls = st->listener;
+
+    if (st->stopped || ls == NULL) {
+        return;
+    }
+
+    st->stopped = 1;
+
+    if (st->heartbeat.timer_set) {
+        ngx_del_timer(&st->heartbeat);
+    }
+
+    if (st->retry.timer_set) {
+        ngx_del_timer(&st->retry);
+    }
+
+    if (st->queued) {
+        ngx_queue_remove(&st->run);
+        st->queued = 0;
+    }
+
+    if (st->leader) {
+        ngx_http_sophon_events_stream_leave(st);
+
+    } else if (st->running) {
+        /* its statement, if any, is read on for nobody */
+        st->running = 0;
+        ls->running--;
+        ngx_post_event(&ls->kick, &ngx_posted_events);
+    }
+
+    /* a leader's riders read on their own: its statement is theirs no more */
+
+    while (!ngx_queue_empty(&st->riders)) {
+        rider = ngx_queue_data(ngx_queue_head(&st->riders),
+                               ngx_http_sophon_events_stream_t, ride);
+        ngx_http_sophon_events_stream_leave(rider);
+        ngx_http_sophon_events_stream_wake(rider);
+    }
+}
+
+
+/*
+ * No connection could be had for the stream's statement (the pool's queue
+ * is full, or timed out): it tries again in a second, its riders with it,
+ * instead of being cut.
+ */
+
+void
+ngx_http_sophon_events_stream_retry(ngx_http_sophon_events_stream_t *st,
+    const char *reason)
+{
+    ngx_http_sophon_events_stream_t    *rider;
+    ngx_http_sophon_events_listener_t  *ls;
+
+    ls = st->listener;
+
+    ngx_log_error(NGX_LOG_WARN, st->ctx->request->connection->log, 0,
+                  "sophon_events: a stream waits a second: %s", reason);
+
+    if (st->running) {
+        st->running = 0;
+        ls->running--;
+        ngx_post_event(&ls->kick, &ngx_posted_events);
+    }
+
+    st->again = 0;
+    ngx_add_timer(&st->retry, 1000);
+
+    while (!ngx_queue_empty(&st->riders)) {
+        rider = ngx_queue_data(ngx_queue_head(&st->riders),
+                               ngx_http_sophon_events_stream_t, ride);
+        ngx_http_sophon_events_stream_leave(rider);
+
+        if (!rider->retry.timer_set) {
+            ngx_add_timer(&rider->retry, 1000);
+        }
+    }
+}
+
+
+static void
+ngx_http_sophon_events_stream_retry_handler(ngx_event_t *ev)
+{
+    ngx_http_sophon_events_stream_wake(ev->data);
 }
 
 
@@ -966,8 +1187,6 @@ ngx_http_sophon_events_stream_header(ngx_http_sophon_events_ctx_t *ctx)
         return NGX_ERROR;
     }
 
-    ngx_add_timer(&st->heartbeat, ctx->conf->stream_heartbeat);
-
     return ngx_http_sophon_events_output_write(ctx,
                                                (u_char *) "retry: 1000\n\n",
                                                13);
@@ -1010,6 +1229,7 @@ ngx_http_sophon_events_batch_stmt(ngx_http_sophon_events_ctx_t *ctx,
     stmt->values[4] = ngx_http_sophon_events_value(st->k_id);
     stmt->values[5] = ngx_value(NGX_HTTP_SOPHON_EVENTS_BATCH);
     stmt->values[6] = ngx_http_sophon_events_value(st->k_ts);
+    stmt->values[7] = (const char *) st->budget;
 
 #undef ngx_http_sophon_events_value
 
@@ -1028,9 +1248,11 @@ static ngx_int_t
 ngx_http_sophon_events_batch_text(ngx_http_sophon_events_ctx_t *ctx,
     ngx_str_t *text)
 {
-    u_char      *p, *last;
-    size_t       len;
-    ngx_uint_t   filters;
+    u_char                           *p, *last;
+    ngx_uint_t                        filters;
+    ngx_http_sophon_events_stream_t  *st;
+
+    st = ctx->stream;
 
     if (ctx->shape == NGX_HTTP_SOPHON_EVENTS_SHAPE_STREAM_NOW) {
         *text = ngx_http_sophon_events_stream_now;
@@ -1040,15 +1262,15 @@ ngx_http_sophon_events_batch_text(ngx_http_sophon_events_ctx_t *ctx,
     filters = (ctx->shape - NGX_HTTP_SOPHON_EVENTS_SHAPE_STREAM)
               & (NGX_HTTP_SOPHON_EVENTS_HISTORY - 1);
 
-    len = 8192;
+    /* the stream's own buffer: a long stream prepares again and again */
 
-    p = ngx_pnalloc(ctx->request->pool, len);
-    if (p == NULL) {
+    if (ngx_http_sophon_events_text_reserve(&st->text, 8192) != NGX_OK) {
         return NGX_ERROR;
     }
 
+    p = st->text.data;
     text->data = p;
-    last = p + len - 1;
+    last = p + st->text.size - 1;
 
     p = ngx_slprintf(p, last,
                      "WITH s AS MATERIALIZED"
@@ -1064,7 +1286,8 @@ ngx_http_sophon_events_batch_text(ngx_http_sophon_events_ctx_t *ctx,
                      "sophon_events", "0", "1",
                      "($1 IS NULL OR xid IS NULL"
                      " OR pg_visible_in_snapshot(xid, $1))"
-                     " AND ($7 IS NULL OR (ts, id) > ($7, $5))",
+                     " AND (ts, id) > (coalesce($7, '-Infinity'),"
+                     " coalesce($5, ''))",
                      "ts, id");
         p = ngx_slprintf(p, last, " UNION ALL ");
 
@@ -1083,22 +1306,30 @@ ngx_http_sophon_events_batch_text(ngx_http_sophon_events_ctx_t *ctx,
                      "xid, id");
 
     } else {
-        /* the rest of what B sees and A does not, after k */
+        /*
+         * the rest of what B sees and A does not, after k: in (xid, id,
+         * kind) order, from k in the (xid, id) index
+         */
 
         p = ngx_http_sophon_events_batch_part(p, last, filters,
                      "sophon_events", "1", "1",
                      "xid >= pg_snapshot_xmin($1)"
+                     " AND xid < pg_snapshot_xmax($2)"
                      " AND NOT pg_visible_in_snapshot(xid, $1)"
                      " AND pg_visible_in_snapshot(xid, $2)"
-                     " AND ($3 IS NULL OR (xid, 1, id) > ($3, $4, $5))",
+                     " AND (xid, id) >= (coalesce($3, '0'), coalesce($5, ''))"
+                     " AND NOT coalesce(xid = $3 AND id = $5 AND $4 = 1,"
+                     " false)",
                      "xid, id");
         p = ngx_slprintf(p, last, " UNION ALL ");
         p = ngx_http_sophon_events_batch_part(p, last, filters,
                      "sophon_event_deletions", "1", "0",
                      "xid >= pg_snapshot_xmin($1)"
+                     " AND xid < pg_snapshot_xmax($2)"
                      " AND NOT pg_visible_in_snapshot(xid, $1)"
                      " AND pg_visible_in_snapshot(xid, $2)"
-                     " AND ($3 IS NULL OR (xid, 0, id) > ($3, $4, $5))",
+                     " AND (xid, id) >= (coalesce($3, '0'), coalesce($5, ''))"
+                     " AND NOT coalesce(xid = $3 AND id = $5, false)",
                      "xid, id");
         p = ngx_slprintf(p, last, " UNION ALL ");
 
@@ -1117,23 +1348,37 @@ ngx_http_sophon_events_batch_text(ngx_http_sophon_events_ctx_t *ctx,
                      "xid, id");
     }
 
+    /*
+     * The batch: at most $6 rows, and of them only as many as $8 bytes of
+     * documents hold (the first one always), so that it fits the stream's
+     * buffers; the first row is the snapshot, with how many rows there
+     * were to send.
+     */
+
     p = ngx_slprintf(p, last,
                      ") u ORDER BY part,"
                      " CASE WHEN part = 0 THEN ts END,"
                      " CASE WHEN part = 0 THEN id END,"
-                     " xid, kind, id LIMIT $6)"
-                     " SELECT -1 AS part, NULL::int4 AS kind,"
-                     " NULL::xid8 AS xid, NULL::text AS id,"
+                     " xid, id, kind LIMIT $6),"
+                     " d AS (SELECT r.part, r.kind, r.xid, r.id, r.ts, e.doc,"
+                     " CASE WHEN r.part = 0 THEN r.ts END AS o1,"
+                     " CASE WHEN r.part = 0 THEN r.id END AS o2,"
+                     " sum(coalesce(octet_length(e.doc::text), 0)) OVER"
+                     " (ORDER BY r.part, CASE WHEN r.part = 0 THEN r.ts END,"
+                     " CASE WHEN r.part = 0 THEN r.id END, r.xid, r.id,"
+                     " r.kind) AS upto,"
+                     " coalesce(octet_length(e.doc::text), 0) AS len"
+                     " FROM r LEFT JOIN sophon_events e"
+                     " ON r.kind = 1 AND e.id = r.id)"
+                     " SELECT -1 AS part, NULL::int4 AS kind, NULL::xid8 AS xid,"
+                     " (SELECT count(*) FROM r)::text AS id,"
                      " NULL::float8 AS ts, NULL::json AS doc,"
                      " (SELECT now::text FROM s) AS snapshot,"
-                     " NULL::float8, NULL::text"
+                     " NULL::float8 AS o1, NULL::text AS o2"
                      " UNION ALL"
-                     " SELECT r.part, r.kind, r.xid, r.id, r.ts, e.doc, NULL,"
-                     " CASE WHEN r.part = 0 THEN r.ts END,"
-                     " CASE WHEN r.part = 0 THEN r.id END"
-                     " FROM r LEFT JOIN sophon_events e"
-                     " ON r.kind = 1 AND e.id = r.id"
-                     " ORDER BY 1, 8, 9, 3, 2, 4");
+                     " SELECT part, kind, xid, id, ts, doc, NULL, o1, o2"
+                     " FROM d WHERE upto - len < $8 OR upto = len"
+                     " ORDER BY 1, 8, 9, 3, 4, 2");
 
     if (p == last) {
         return NGX_ERROR;
@@ -1146,6 +1391,12 @@ ngx_http_sophon_events_batch_text(ngx_http_sophon_events_ctx_t *ctx,
 }
 
 
+/*
+ * one part: at most a batch of a table's rows, in the index's order; a
+ * deletion of an event that this snapshot has again is not sent (the
+ * event is, in this frame or a later one: it says more)
+ */
+
 static u_char *
 ngx_http_sophon_events_batch_part(u_char *p, u_char *last, ngx_uint_t filters,
     const char *table, const char *part, const char *kind, const char *where,
@@ -1156,6 +1407,15 @@ ngx_http_sophon_events_batch_part(u_char *p, u_char *last, ngx_uint_t filters,
                      " WHERE %s", part, kind, table, where);
     p = ngx_http_sophon_events_sql_filters(p, last, filters,
                                    NGX_HTTP_SOPHON_EVENTS_STREAM_PARAMS + 1);
+
+    if (kind[0] == '0') {
+        p = ngx_slprintf(p, last,
+                         " AND NOT EXISTS (SELECT FROM sophon_events e"
+                         " WHERE e.id = sophon_event_deletions.id");
+        p = ngx_http_sophon_events_sql_filters(p, last, filters,
+                                   NGX_HTTP_SOPHON_EVENTS_STREAM_PARAMS + 1);
+        p = ngx_slprintf(p, last, ")");
+    }
 
     return ngx_slprintf(p, last, " ORDER BY %s LIMIT $6)", order);
 }
@@ -1174,6 +1434,11 @@ ngx_http_sophon_events_batch_row(ngx_http_sophon_events_ctx_t *ctx,
 
     if (*PQgetvalue(res, 0, 0) == '-') {
         /* the snapshot of this statement, every rider's too */
+
+        st->available = PQgetisnull(res, 0, 3)
+                        ? 0 : (ngx_uint_t) ngx_atoi((u_char *)
+                                                    PQgetvalue(res, 0, 3),
+                                                    PQgetlength(res, 0, 3));
 
         if (ngx_http_sophon_events_text_set(&st->snapshot,
                                             (u_char *) PQgetvalue(res, 0, 6),
@@ -1238,13 +1503,6 @@ ngx_http_sophon_events_stream_deliver(ngx_http_sophon_events_stream_t *st,
     ngx_http_sophon_events_ctx_t  *ctx;
 
     ctx = st->ctx;
-
-    if (!st->started) {
-        rc = ngx_http_sophon_events_stream_header(ctx);
-        if (rc != NGX_OK) {
-            return rc;
-        }
-    }
 
     ctx->rows++;
 
@@ -1409,6 +1667,8 @@ ngx_http_sophon_events_stream_id(ngx_http_sophon_events_stream_t *st)
         return NGX_ERROR;
     }
 
+    st->ids++;
+
     st->id.len = ngx_http_sophon_events_stream_cursor_encode(
                      ngx_cpymem(st->id.data, "id: ", 4), &c)
                  - st->id.data;
@@ -1524,7 +1784,8 @@ ngx_http_sophon_events_batch_finish(ngx_http_sophon_events_ctx_t *ctx)
 
         ngx_http_sophon_events_stream_leave(rider);
 
-        rc = ngx_http_sophon_events_stream_done(rider, st->batch_rows);
+        rc = ngx_http_sophon_events_stream_done(rider, st->batch_rows,
+                                                st->available);
 
         if (rc == NGX_DONE) {
             ngx_http_sophon_events_query_client(rider->ctx);
@@ -1536,7 +1797,8 @@ ngx_http_sophon_events_batch_finish(ngx_http_sophon_events_ctx_t *ctx)
                                   (rc == NGX_DECLINED) ? NGX_ERROR : rc);
     }
 
-    rc = ngx_http_sophon_events_stream_done(st, st->batch_rows);
+    rc = ngx_http_sophon_events_stream_done(st, st->batch_rows,
+                                            st->available);
 
     st->batch_rows = 0;
 
@@ -1545,33 +1807,26 @@ ngx_http_sophon_events_batch_finish(ngx_http_sophon_events_ctx_t *ctx)
 
 
 /*
- * A statement of "rows" rows ended for this stream: fewer than a batch,
- * and the stream has everything its snapshot sees.  NGX_DONE: it goes on.
+ * A statement that sent "rows" of the "available" rows it had ended for
+ * this stream: all of them, fewer than a batch, and the stream has
+ * everything its snapshot sees.  NGX_DONE: it goes on.
  */
 
 static ngx_int_t
 ngx_http_sophon_events_stream_done(ngx_http_sophon_events_stream_t *st,
-    ngx_uint_t rows)
+    ngx_uint_t rows, ngx_uint_t available)
 {
     ngx_int_t                      rc;
     ngx_http_sophon_events_ctx_t  *ctx;
 
     ctx = st->ctx;
 
-    if (!st->started) {
-        rc = ngx_http_sophon_events_stream_header(ctx);
-        if (rc != NGX_OK) {
-            return rc;
-        }
-    }
-
-    if (ctx->discard) {
-        /* HEAD: the headers alone */
-        return ngx_http_sophon_events_output_end(ctx);
-    }
-
-    if (rows < NGX_HTTP_SOPHON_EVENTS_BATCH) {
+    if (rows == available && available < NGX_HTTP_SOPHON_EVENTS_BATCH) {
         /* everything this snapshot sees is sent: F(S, S, none) */
+
+        st->moved = !ngx_http_sophon_events_text_eq(&st->a, &st->snapshot)
+                    || !ngx_http_sophon_events_text_eq(&st->b, &st->snapshot)
+                    || !st->k_xid.null;
 
         ngx_http_sophon_events_text_copy(&st->a, &st->snapshot);
         ngx_http_sophon_events_text_copy(&st->b, &st->snapshot);
@@ -1595,7 +1850,16 @@ ngx_http_sophon_events_stream_done(ngx_http_sophon_events_stream_t *st,
     if (ngx_exiting) {
         ngx_log_error(NGX_LOG_INFO, ctx->request->connection->log, 0,
                       "sophon_events: stream ended, nginx is shutting down");
+        ngx_http_sophon_events_stream_stop(st);
         return ngx_http_sophon_events_output_end(ctx);
+    }
+
+    if (st->moved && st->ids == 0) {
+        /* the first statement: the client has a cursor from the start */
+        rc = ngx_http_sophon_events_stream_place(st);
+        if (rc != NGX_OK) {
+            return rc;
+        }
     }
 
     if (st->again) {
@@ -1622,16 +1886,9 @@ ngx_http_sophon_events_stream_end(ngx_http_sophon_events_stream_t *st)
                   "sophon_events: stream ended, nginx is shutting down");
 
     ngx_http_sophon_events_query_detach(ctx);
+    ngx_http_sophon_events_stream_stop(st);
 
     ctx->done = 1;
-
-    if (!st->started) {
-        rc = ngx_http_sophon_events_stream_header(ctx);
-        if (rc != NGX_OK) {
-            ngx_http_finalize_request(ctx->request, NGX_ERROR);
-            return;
-        }
-    }
 
     rc = ngx_http_sophon_events_output_end(ctx);
 
@@ -1678,6 +1935,11 @@ ngx_http_sophon_events_listener(ngx_http_sophon_events_pool_t *pool,
     ls->kick.data = ls;
     ls->kick.log = ngx_cycle->log;
 
+    ls->poll.handler = ngx_http_sophon_events_listen_poll;
+    ls->poll.data = ls;
+    ls->poll.log = ngx_cycle->log;
+    ls->poll.cancelable = 1;
+
     ls->waiter.event.handler = ngx_http_sophon_events_listen_wait_handler;
     ls->waiter.event.data = ls;
     ls->waiter.event.log = ngx_cycle->log;
@@ -1699,6 +1961,16 @@ ngx_http_sophon_events_listen(ngx_http_sophon_events_listener_t *ls)
 
     if (!ls->watch.timer_set) {
         ngx_add_timer(&ls->watch, NGX_HTTP_SOPHON_EVENTS_WATCH);
+    }
+
+    if (!ls->poll.timer_set && !ngx_queue_empty(&ls->streams)) {
+        st = ngx_queue_data(ngx_queue_head(&ls->streams),
+                            ngx_http_sophon_events_stream_t, queue);
+        ls->poll_interval = st->ctx->conf->stream_poll;
+
+        if (ls->poll_interval) {
+            ngx_add_timer(&ls->poll, ls->poll_interval);
+        }
     }
 
     if (ls->conn || ls->waiter.queued || ls->waiter.event.posted
@@ -1924,6 +2196,10 @@ ngx_http_sophon_events_listen_failed(ngx_http_sophon_events_listener_t *ls,
             ngx_del_timer(&ls->watch);
         }
 
+        if (ls->poll.timer_set) {
+            ngx_del_timer(&ls->poll);
+        }
+
         return;
     }
 
@@ -1974,6 +2250,28 @@ ngx_http_sophon_events_listen_watch(ngx_event_t *ev)
         /* a timer's handler: nothing else runs what the end posted */
         ngx_http_run_posted_requests(c);
     }
+}
+
+
+/*
+ * sophon_events_stream_poll: every stream reads every so often, notified
+ * or not, for writers that do not notify (README, "The live stream")
+ */
+
+static void
+ngx_http_sophon_events_listen_poll(ngx_event_t *ev)
+{
+    ngx_http_sophon_events_listener_t  *ls;
+
+    ls = ev->data;
+
+    if (ngx_queue_empty(&ls->streams) || ls->poll_interval == 0) {
+        return;
+    }
+
+    ngx_http_sophon_events_wake_all(ls);
+
+    ngx_add_timer(ev, ls->poll_interval);
 }
 
 

@@ -8,6 +8,8 @@
  *   "F" a "|" b "|" xid "|" kind "|" id
  *   "H" a "|" ts "|" id
  *
+ * (F with xid, kind and id empty: where a stream stands after no event)
+ *
  * a and b are snapshots as pg_current_snapshot() prints them
  * ("xmin:xmax:xip,..."), xid an xid8, kind 0 (a deletion) or 1 (an event),
  * ts a float8 as PostgreSQL prints it; the id is last, and may hold
@@ -153,10 +155,19 @@ ngx_http_sophon_events_stream_cursor_split(u_char *text, size_t len,
         return ngx_http_sophon_events_float_valid(&cursor->ts);
     }
 
-    if (ngx_http_sophon_events_snapshot_valid(&cursor->b) != NGX_OK
-        || ngx_http_sophon_events_uint64(cursor->xid.data, cursor->xid.len,
-                                         &xid)
-           != NGX_OK
+    if (ngx_http_sophon_events_snapshot_valid(&cursor->b) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    if (cursor->xid.len == 0) {
+        /* F(A, B, none): where a stream stands, after no event */
+        return (cursor->kind.len == 0 && cursor->id.len == 0)
+               ? NGX_OK : NGX_DECLINED;
+    }
+
+    if (ngx_http_sophon_events_uint64(cursor->xid.data, cursor->xid.len,
+                                      &xid)
+        != NGX_OK
         || cursor->kind.len != 1
         || (cursor->kind.data[0] != '0' && cursor->kind.data[0] != '1'))
     {
@@ -275,9 +286,22 @@ ngx_http_sophon_events_float_valid(ngx_str_t *s)
     ngx_memcpy(buf, s->data, s->len);
     buf[s->len] = '\0';
 
+    /*
+     * what PostgreSQL refuses as out of range, as float8in() does: a
+     * number that underflows to 0 (1e-400) or overflows; subnormals are
+     * numbers
+     */
+
+    ngx_set_errno(0);
     d = strtod(buf, &end);
 
-    return (end == buf + s->len && isfinite(d)) ? NGX_OK : NGX_DECLINED;
+    if (end != buf + s->len || !isfinite(d)
+        || (ngx_errno == ERANGE && d == 0.0))
+    {
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
 }
 
 
