@@ -928,6 +928,54 @@ END
 $$;
 
 
+-- The whole hours [first_hour, end_hour) of the window gte <= ts <= lte,
+-- for sophon_events_total() and sophon_events_stats() (the reasoning is
+-- sophon_events_total()'s comment): NULL for a missing bound; 1 and 0,
+-- no hour, for a window beyond the hours whose start is an exact double.
+CREATE OR REPLACE FUNCTION sophon_events_whole_hours(gte double precision,
+    lte double precision, OUT first_hour bigint, OUT end_hour bigint)
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+DECLARE
+    -- the hours whose start h * 3600 is an exact double: |h| <= 2^40
+    edge_hour   constant double precision := 1099511627776;
+    h           double precision;
+BEGIN
+    IF gte > edge_hour * 3600 OR lte < -edge_hour * 3600 THEN
+        -- no whole hour of the exact range inside
+        first_hour := 1;
+        end_hour := 0;
+
+    ELSE
+        IF gte < -edge_hour * 3600 THEN
+            first_hour := -edge_hour;
+        ELSIF gte IS NOT NULL THEN
+            -- (a bound under a second is in hour 0 or next to it: no
+            -- division, which would fail on a subnormal's underflow)
+            h := CASE WHEN abs(gte) < 1 THEN 0 ELSE ceil(gte / 3600) END;
+            IF h * 3600 < gte THEN
+                h := h + 1;
+            ELSIF (h - 1) * 3600 >= gte THEN
+                h := h - 1;
+            END IF;
+            first_hour := h;
+        END IF;
+
+        IF lte > edge_hour * 3600 THEN
+            end_hour := edge_hour;
+        ELSIF lte IS NOT NULL THEN
+            h := CASE WHEN abs(lte) < 1 THEN 0 ELSE floor(lte / 3600) END;
+            IF h * 3600 > lte THEN
+                h := h - 1;
+            ELSIF (h + 1) * 3600 <= lte THEN
+                h := h + 1;
+            END IF;
+            end_hour := h;
+        END IF;
+    END IF;
+END
+$$;
+
+
 -- The number of events with gte <= ts <= lte (either may be NULL: no
 -- bound), on these cameras and of these person types (NULL: all).
 --
@@ -964,9 +1012,6 @@ CREATE OR REPLACE FUNCTION sophon_events_total(gte double precision,
     lte double precision, devices text[], types smallint[])
 RETURNS bigint LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
 DECLARE
-    -- the hours whose start h * 3600 is an exact double: |h| <= 2^40
-    edge_hour   constant double precision := 1099511627776;
-    h           double precision;
     first_hour  bigint;
     end_hour    bigint;
     total       bigint;
@@ -981,38 +1026,8 @@ BEGIN
         RETURN total;
     END IF;
 
-    IF gte > edge_hour * 3600 OR lte < -edge_hour * 3600 THEN
-        -- no whole hour of the exact range inside: count the rows
-        first_hour := 1;
-        end_hour := 0;
-
-    ELSE
-        IF gte < -edge_hour * 3600 THEN
-            first_hour := -edge_hour;
-        ELSIF gte IS NOT NULL THEN
-            -- (a bound under a second is in hour 0 or next to it: no
-            -- division, which would fail on a subnormal's underflow)
-            h := CASE WHEN abs(gte) < 1 THEN 0 ELSE ceil(gte / 3600) END;
-            IF h * 3600 < gte THEN
-                h := h + 1;
-            ELSIF (h - 1) * 3600 >= gte THEN
-                h := h - 1;
-            END IF;
-            first_hour := h;
-        END IF;
-
-        IF lte > edge_hour * 3600 THEN
-            end_hour := edge_hour;
-        ELSIF lte IS NOT NULL THEN
-            h := CASE WHEN abs(lte) < 1 THEN 0 ELSE floor(lte / 3600) END;
-            IF h * 3600 > lte THEN
-                h := h - 1;
-            ELSIF (h + 1) * 3600 <= lte THEN
-                h := h + 1;
-            END IF;
-            end_hour := h;
-        END IF;
-    END IF;
+    SELECT w.first_hour, w.end_hour INTO first_hour, end_hour
+      FROM sophon_events_whole_hours(gte, lte) w;
 
     IF first_hour >= end_hour THEN
         -- no whole hour inside: count the events themselves (a missing
@@ -1145,15 +1160,12 @@ RETURNS TABLE (start bigint, device_id text, person_type smallint,
     n bigint)
 LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
 DECLARE
-    -- the hours whose start h * 3600 is an exact double: |h| <= 2^40
-    edge_hour    constant double precision := 1099511627776;
     -- the events beyond it may be in a bucket whose start in seconds is
     -- not a bigint; no event nearer is (see above)
     far_ts       constant double precision := 9.2e18;
     seconds      bigint;
     max_bucket   bigint;
     far_event    double precision;
-    h            double precision;
     first_hour   bigint;
     end_hour     bigint;
     first_day    bigint;
@@ -1214,39 +1226,9 @@ BEGIN
         END IF;
     END IF;
 
-    -- the whole hours: sophon_events_total()'s, step for step
-    IF gte > edge_hour * 3600 OR lte < -edge_hour * 3600 THEN
-        -- no whole hour of the exact range inside: count the rows
-        first_hour := 1;
-        end_hour := 0;
-
-    ELSE
-        IF gte < -edge_hour * 3600 THEN
-            first_hour := -edge_hour;
-        ELSIF gte IS NOT NULL THEN
-            -- (a bound under a second is in hour 0 or next to it: no
-            -- division, which would fail on a subnormal's underflow)
-            h := CASE WHEN abs(gte) < 1 THEN 0 ELSE ceil(gte / 3600) END;
-            IF h * 3600 < gte THEN
-                h := h + 1;
-            ELSIF (h - 1) * 3600 >= gte THEN
-                h := h - 1;
-            END IF;
-            first_hour := h;
-        END IF;
-
-        IF lte > edge_hour * 3600 THEN
-            end_hour := edge_hour;
-        ELSIF lte IS NOT NULL THEN
-            h := CASE WHEN abs(lte) < 1 THEN 0 ELSE floor(lte / 3600) END;
-            IF h * 3600 > lte THEN
-                h := h - 1;
-            ELSIF (h + 1) * 3600 <= lte THEN
-                h := h + 1;
-            END IF;
-            end_hour := h;
-        END IF;
-    END IF;
+    -- the whole hours: sophon_events_total()'s
+    SELECT w.first_hour, w.end_hour INTO first_hour, end_hour
+      FROM sophon_events_whole_hours(gte, lte) w;
 
     IF first_hour >= end_hour THEN
         -- no whole hour inside: the events themselves (a missing bound is

@@ -127,7 +127,7 @@ ngx_http_sophon_events_pool_create(ngx_conf_t *cf, ngx_str_t *conninfo)
         goto failed;
     }
 
-    n = 6;
+    n = 9;
 
     for (o = opts; o->keyword; o++) {
         n++;
@@ -174,6 +174,30 @@ ngx_http_sophon_events_pool_create(ngx_conf_t *cf, ngx_str_t *conninfo)
         && ngx_http_sophon_events_pool_param(cf, pool, n++,
                                              "fallback_application_name",
                                              "nginx sophon_events") != NGX_OK)
+    {
+        goto failed;
+    }
+
+    /*
+     * A server that vanishes without a word (a failover, a NAT that forgot
+     * the connection) is found within a minute, not two hours: the stream's
+     * listening connection waits for nothing but notifications.  The
+     * string's own keepalive settings win.
+     */
+
+    if ((ngx_http_sophon_events_pool_value(opts, "keepalives_idle") == NULL
+         && ngx_http_sophon_events_pool_param(cf, pool, n++,
+                                              "keepalives_idle", "30")
+            != NGX_OK)
+        || (ngx_http_sophon_events_pool_value(opts, "keepalives_interval")
+            == NULL
+            && ngx_http_sophon_events_pool_param(cf, pool, n++,
+                                                 "keepalives_interval", "10")
+               != NGX_OK)
+        || (ngx_http_sophon_events_pool_value(opts, "keepalives_count") == NULL
+            && ngx_http_sophon_events_pool_param(cf, pool, n++,
+                                                 "keepalives_count", "3")
+               != NGX_OK))
     {
         goto failed;
     }

@@ -36,8 +36,6 @@ static ngx_int_t ngx_http_sophon_events_stats_text(
     ngx_http_sophon_events_ctx_t *ctx, ngx_str_t *text);
 static ngx_int_t ngx_http_sophon_events_stats_row(
     ngx_http_sophon_events_ctx_t *ctx, PGresult *res);
-static ngx_int_t ngx_http_sophon_events_stats_start(
-    ngx_http_sophon_events_ctx_t *ctx);
 static ngx_int_t ngx_http_sophon_events_stats_finish(
     ngx_http_sophon_events_ctx_t *ctx);
 
@@ -263,7 +261,7 @@ ngx_http_sophon_events_stats_row(ngx_http_sophon_events_ctx_t *ctx,
     yajl_gen   gen;
 
     if (!ctx->header_sent) {
-        rc = ngx_http_sophon_events_stats_start(ctx);
+        rc = ngx_http_sophon_events_output_start(ctx);
         if (rc != NGX_OK) {
             return rc;
         }
@@ -331,39 +329,13 @@ failed:
 }
 
 
-/* '{"data":[' */
-
-static ngx_int_t
-ngx_http_sophon_events_stats_start(ngx_http_sophon_events_ctx_t *ctx)
-{
-    if (ngx_http_sophon_events_output_header(ctx, NULL) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    if (ctx->discard) {
-        return NGX_OK;
-    }
-
-    if (yajl_gen_map_open(ctx->gen) != yajl_gen_status_ok
-        || yajl_gen_string(ctx->gen, (u_char *) "data", 4)
-           != yajl_gen_status_ok
-        || yajl_gen_array_open(ctx->gen) != yajl_gen_status_ok
-        || ctx->out_failed)
-    {
-        return ctx->over_cap ? NGX_DECLINED : NGX_ERROR;
-    }
-
-    return NGX_OK;
-}
-
-
 static ngx_int_t
 ngx_http_sophon_events_stats_finish(ngx_http_sophon_events_ctx_t *ctx)
 {
     ngx_int_t  rc;
 
     if (!ctx->header_sent) {
-        rc = ngx_http_sophon_events_stats_start(ctx);
+        rc = ngx_http_sophon_events_output_start(ctx);
         if (rc != NGX_OK) {
             return rc;
         }

@@ -17,7 +17,8 @@
  * number:
  *
  *   F(A, B, k)   everything A sees, and of what B sees and A does not, the
- *                rows up to k in (xid, kind, id) order (k none: nothing)
+ *                rows up to k in (xid, id, kind) order (k none: nothing;
+ *                F(S, S, none) is where a stream stands after no event)
  *   H(A, t)      of what A sees, the rows up to t = (ts, id) in time
  *                order: the past, for a stream that starts at a time bound
  *
@@ -26,31 +27,33 @@
  * newer one does: it is sent then, however old its xid.  Each statement
  * takes a new snapshot S (pg_current_snapshot(), that of the statement
  * itself, so it agrees with the rows it reads) and reads, in this order,
- * at most a batch of rows:
+ * at most a batch of rows, and of them only as many as half the stream's
+ * buffers hold:
  *
  *   part 0   H: the rest of the past that A sees, after t, by (ts, id)
  *   part 1   F: the rest of what B sees and A does not, after k
- *   part 2   what S sees and B (H: A) does not, by (xid, kind, id)
+ *   part 2   what S sees and B (H: A) does not, by (xid, id, kind)
  *
- * Rows of part 2 carry the cursor F(B, S, k) (H: F(A, S, k)).  A batch
- * shorter than its limit read everything S sees: the stream's cursor
- * becomes F(S, S, none).
+ * Rows of part 2 carry the cursor F(B, S, k) (H: F(A, S, k)).  A
+ * statement that sent all the rows it had, fewer than a batch, read
+ * everything S sees: the stream's cursor becomes F(S, S, none).
  *
  * One connection per worker and database LISTENs (sophon_events_notify()
- * notifies on every writing statement) and wakes the worker's streams;
- * each then reads its new rows in one statement on the pool, at most half
- * of the pool's connections at a time, so that streams never crowd out
- * the list.  Thousands of idle streams cost no connection and no
- * statement.  The listening connection is opened with the first stream
- * and closed with the last; while it is not listening, the heartbeat
- * reads instead, and when it listens again every stream reads once, so
- * no notification lost on the way loses an event.
+ * notifies on every writing statement) and wakes the worker's streams.
+ * The streams of the same filters then read in one statement (see
+ * stream_gather()), at most half of the pool's connections at a time, so
+ * that streams never crowd out the list.  Thousands of idle streams cost
+ * no connection and no statement.  The listening connection is opened
+ * with the first stream and closed with the last; while it is not
+ * listening, the heartbeat reads instead, and when it listens again every
+ * stream reads once, so no notification lost on the way loses an event.
  *
- * A stream's answer is kept in sophon_events_buffers, never in a file: a
- * client that falls that far behind is cut, with the reason in the log,
- * and resumes from its last id.  A worker that exits (reload, graceful
- * stop) ends its streams cleanly within a second; their clients resume
- * on the new workers.
+ * A stream's answer is kept in sophon_events_buffers, never in a file:
+ * its next statement waits until the client has taken the last one's
+ * rows, and a client that takes nothing for send_timeout is cut, and
+ * resumes from its last id.  A worker that exits (reload, graceful stop)
+ * ends its streams cleanly within a second; their clients resume on the
+ * new workers.
  */
 
 
@@ -136,7 +139,6 @@ struct ngx_http_sophon_events_stream_s {
     ngx_http_sophon_events_stream_t    *leader;
     ngx_uint_t                          all_parts;
 
-    unsigned                            started:1;   /* the 200 is out */
     unsigned                            queued:1;    /* in runnable */
     unsigned                            running:1;   /* a statement */
     unsigned                            again:1;     /* woken meanwhile */
@@ -222,6 +224,8 @@ static ngx_int_t ngx_http_sophon_events_batch_stmt(
     ngx_http_sophon_events_ctx_t *ctx, ngx_http_sophon_events_stmt_t *stmt);
 static ngx_int_t ngx_http_sophon_events_batch_text(
     ngx_http_sophon_events_ctx_t *ctx, ngx_str_t *text);
+static u_char *ngx_http_sophon_events_batch_newer(u_char *p, u_char *last,
+    ngx_uint_t filters, const char *guard, const char *snapshot);
 static u_char *ngx_http_sophon_events_batch_part(u_char *p, u_char *last,
     ngx_uint_t filters, const char *table, const char *part,
     const char *kind, const char *where, const char *order);
@@ -485,8 +489,6 @@ ngx_http_sophon_events_stream_cursor(ngx_http_sophon_events_ctx_t *ctx,
     } else {
         return NGX_OK;
     }
-
-    st->started = 0;
 
     ctx->shape = NGX_HTTP_SOPHON_EVENTS_SHAPE_STREAM
                  + (ngx_http_sophon_events_sql_shape(&ctx->args)
@@ -1151,14 +1153,10 @@ ngx_http_sophon_events_stream_retry_handler(ngx_event_t *ev)
 static ngx_int_t
 ngx_http_sophon_events_stream_header(ngx_http_sophon_events_ctx_t *ctx)
 {
-    ngx_table_elt_t                  *h;
-    ngx_http_request_t               *r;
-    ngx_http_sophon_events_stream_t  *st;
+    ngx_table_elt_t     *h;
+    ngx_http_request_t  *r;
 
     r = ctx->request;
-    st = ctx->stream;
-
-    st->started = 1;
 
     h = ngx_list_push(&r->headers_out.headers);
     if (h == NULL) {
@@ -1293,17 +1291,8 @@ ngx_http_sophon_events_batch_text(ngx_http_sophon_events_ctx_t *ctx,
 
         /* then what is new since A */
 
-        p = ngx_http_sophon_events_batch_part(p, last, filters,
-                     "sophon_events", "2", "1",
-                     "$1 IS NOT NULL AND xid >= pg_snapshot_xmin($1)"
-                     " AND NOT pg_visible_in_snapshot(xid, $1)",
-                     "xid, id");
-        p = ngx_slprintf(p, last, " UNION ALL ");
-        p = ngx_http_sophon_events_batch_part(p, last, filters,
-                     "sophon_event_deletions", "2", "0",
-                     "$1 IS NOT NULL AND xid >= pg_snapshot_xmin($1)"
-                     " AND NOT pg_visible_in_snapshot(xid, $1)",
-                     "xid, id");
+        p = ngx_http_sophon_events_batch_newer(p, last, filters,
+                                               "$1 IS NOT NULL AND", "$1");
 
     } else {
         /*
@@ -1335,17 +1324,7 @@ ngx_http_sophon_events_batch_text(ngx_http_sophon_events_ctx_t *ctx,
 
         /* then what is new since B */
 
-        p = ngx_http_sophon_events_batch_part(p, last, filters,
-                     "sophon_events", "2", "1",
-                     "xid >= pg_snapshot_xmin($2)"
-                     " AND NOT pg_visible_in_snapshot(xid, $2)",
-                     "xid, id");
-        p = ngx_slprintf(p, last, " UNION ALL ");
-        p = ngx_http_sophon_events_batch_part(p, last, filters,
-                     "sophon_event_deletions", "2", "0",
-                     "xid >= pg_snapshot_xmin($2)"
-                     " AND NOT pg_visible_in_snapshot(xid, $2)",
-                     "xid, id");
+        p = ngx_http_sophon_events_batch_newer(p, last, filters, "", "$2");
     }
 
     /*
@@ -1388,6 +1367,29 @@ ngx_http_sophon_events_batch_text(ngx_http_sophon_events_ctx_t *ctx,
     text->len = p - text->data;
 
     return NGX_OK;
+}
+
+
+/* part 2: the events and deletions a snapshot does not see, after "guard" */
+
+static u_char *
+ngx_http_sophon_events_batch_newer(u_char *p, u_char *last,
+    ngx_uint_t filters, const char *guard, const char *snapshot)
+{
+    u_char  where[128];
+
+    *ngx_snprintf(where, sizeof(where) - 1,
+                  "%s xid >= pg_snapshot_xmin(%s)"
+                  " AND NOT pg_visible_in_snapshot(xid, %s)",
+                  guard, snapshot, snapshot) = '\0';
+
+    p = ngx_http_sophon_events_batch_part(p, last, filters, "sophon_events",
+                                          "2", "1", (char *) where, "xid, id");
+    p = ngx_slprintf(p, last, " UNION ALL ");
+
+    return ngx_http_sophon_events_batch_part(p, last, filters,
+                                             "sophon_event_deletions", "2",
+                                             "0", (char *) where, "xid, id");
 }
 
 

@@ -14,8 +14,9 @@
 # An exact location has no one-event form.
 #
 # Every fixture event is fetched by its id, with and without with_feature=0
-# and with HEAD, over keep-alive connections of our own (a scenario, run in
-# the response body check after the block's first answer).
+# and with HEAD, over keep-alive connections (SophonClient's ka_request; a
+# scenario, run in the response body check after the block's first
+# answer).
 #
 # Blocks with "--- insert_mine" first delete the events of [1400000000,
 # 1400000100] and insert @Mine there (ids that need encoding, ids at the
@@ -25,11 +26,10 @@
 
 use Test::Nginx::Socket 'no_plan';
 use lib 't';
-use SophonTest;
-use SophonClient ();
-use Encode ();
-use IO::Select ();
-use IO::Socket::INET ();
+use SophonTest qw(js bytes_of csv pct_decode insert_events first_difference
+                  ok_none);
+use SophonClient qw(http_send http_pump parse_http ka_open ka_request
+                    ka_close headers_of errlog log_since);
 use JSON::PP ();
 use Time::HiRes ();
 
@@ -39,12 +39,6 @@ no_root_location();
 
 my $MainPid = $$;
 my $Range = 'ts BETWEEN 1400000000 AND 1400000100';
-
-# JSON text of a string, UTF-8 bytes (not \u escapes)
-sub js { JSON::PP->new->utf8->allow_nonref->encode($_[0]) }
-
-# UTF-8 bytes of a Perl string
-sub bytes_of { Encode::encode('UTF-8', $_[0]) }
 
 # The ids that need care: [id (characters), timestamp]
 our $Gate = "\x{95e8}";                  # 门: 3 bytes in UTF-8
@@ -124,14 +118,8 @@ sub delete_mine {
 
 sub insert_mine {
     delete_mine();
-    my @docs = ((map { $Line{$_} } sort keys %Line),
-                (map { $Odd{$_}[0] } sort keys %Odd), $Big);
-
-    my ($ok, undef, $err) = SophonTest::psql_script(
-        "INSERT INTO sophon_events (doc) VALUES "
-        . join(', ', map { "(\$doc\$$_\$doc\$)" } @docs) . ";\n");
-
-    die "024-one-event: cannot insert the documents: $err\n" if !$ok;
+    insert_events((map { $Line{$_} } sort keys %Line),
+                  (map { $Odd{$_}[0] } sort keys %Odd), $Big);
 }
 
 END {
@@ -183,15 +171,6 @@ sub line_of {
     die "line_of: no fixture event $id\n";
 }
 
-# join() for "eval" sections, where Test::Base has a join of its own
-sub csv { join ',', @_ }
-
-sub pct_decode {
-    my ($s) = @_;
-    $s =~ s/%([0-9A-Fa-f]{2})/chr(hex($1))/ge;
-    return $s;
-}
-
 # '' if $body is {"data":LINE} for the id of this path, else why
 sub one_event_mismatch {
     my ($path, $qs, $body) = @_;
@@ -207,11 +186,7 @@ sub one_event_mismatch {
     return '' if defined $body && $body eq $want;
     return "no body" if !defined $body;
 
-    no warnings 'substr';
-
-    my $at = 0;
-    $at++ while $at < length $body && $at < length $want
-                && substr($body, $at, 1) eq substr($want, $at, 1);
+    my $at = first_difference($body, $want);
 
     return "first difference at byte $at of " . length($body) . " (expected "
            . length($want) . "): got '"
@@ -292,125 +267,12 @@ _EOC_
 });
 
 # --------------------------------------------------------------------------
-# A keep-alive client of our own, for thousands of requests in a few
-# seconds (SophonClient's open a connection a request).  It would belong in
-# t/SophonClient.pm.
-
-sub ka_open {
-    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-                                     PeerPort => SophonClient::server_port(),
-                                     Proto => 'tcp', Timeout => 5)
-        or die "connect: $!\n";
-    binmode $sock;
-    return { sock => $sock, buf => '' };
-}
-
-# where the response at the start of $buf ends, or undef if it has not
-# ended yet
-sub ka_end {
-    my ($buf, $head_only) = @_;
-    my $i = index $buf, "\r\n\r\n";
-    return undef if $i < 0;
-
-    my $head = substr $buf, 0, $i;
-    my $pos = $i + 4;
-
-    return $pos if $head_only;
-
-    if ($head =~ /^Transfer-Encoding:\s*chunked/mi) {
-        while (1) {
-            my $eol = index $buf, "\r\n", $pos;
-            return undef if $eol < 0;
-            my ($size) = substr($buf, $pos, $eol - $pos) =~ /^([0-9A-Fa-f]+)/
-                or die "a bad chunk size in: " . substr($buf, $pos, 40) . "\n";
-            $size = hex $size;
-            if ($size == 0) {
-                return length $buf >= $eol + 4 ? $eol + 4 : undef;
-            }
-            $pos = $eol + 2 + $size + 2;
-            return undef if $pos > length $buf;
-        }
-    }
-
-    if ($head =~ /^Content-Length:\s*(\d+)/mi) {
-        return length $buf >= $pos + $1 ? $pos + $1 : undef;
-    }
-
-    return $pos;    # no body
-}
-
-# one request on the connection (reopened when the server closed it):
-# SophonClient::parse_http's {status, headers, body}, plus raw
-sub ka_request {
-    my ($c, $method, $target) = @_;
-    my $req = "$method $target HTTP/1.1\r\nHost: localhost\r\n\r\n";
-
-    for my $try (1, 2) {
-        if (!$c->{sock}) {
-            %$c = %{ ka_open() };
-        }
-
-        local $SIG{PIPE} = 'IGNORE';
-        my $n = syswrite $c->{sock}, $req;
-
-        if (!defined $n || $n != length $req) {
-            undef $c->{sock};
-            next;
-        }
-
-        my $sel = IO::Select->new($c->{sock});
-        my $deadline = Time::HiRes::time() + 20;
-        my $end;
-
-        while (!defined($end = ka_end($c->{buf}, $method eq 'HEAD'))) {
-            die "no answer in 20 s to $method $target\n"
-                if Time::HiRes::time() > $deadline;
-            next if !$sel->can_read(1);
-            my $got = sysread $c->{sock}, my $chunk, 262144;
-            last if !$got;
-            $c->{buf} .= $chunk;
-        }
-
-        if (!defined $end) {
-            # closed: before any byte of the answer, try once more
-            my $empty = $c->{buf} eq '';
-            undef $c->{sock};
-            $c->{buf} = '';
-            next if $empty && $try == 1;
-            die "the connection closed in the answer to $method $target\n";
-        }
-
-        my $raw = substr $c->{buf}, 0, $end, '';
-        my $r = SophonClient::parse_http($raw);
-        $r->{raw} = $raw;
-
-        undef $c->{sock}
-            if ($r->{headers}{connection} // '') =~ /close/i;
-
-        return $r;
-    }
-
-    die "cannot send $method $target\n";
-}
-
-# --------------------------------------------------------------------------
 # Scenarios
 
-sub report {
-    my ($name, $bad, $what) = @_;
-    ok(!@$bad, "$name - $what") or diag(join "\n", @$bad[0 .. ($#$bad < 4 ? $#$bad : 4)],
-                                        @$bad > 5 ? ('... ' . @$bad . ' in all') : ());
-}
-
-# a response's headers but Date, Transfer-Encoding and Connection (the
-# server closes a keep-alive connection after keepalive_requests), as one
-# string
-sub headers_of {
-    my ($r) = @_;
-    my $h = $r->{headers} || {};
-    return join '; ', map { "$_: $h->{$_}" }
-                      grep { !/^(?:date|transfer-encoding|connection)$/ } sort keys %$h;
-}
+# what GET and HEAD must agree on: the headers but Date, Transfer-Encoding
+# and Connection (the server closes a keep-alive connection after
+# keepalive_requests)
+my @Volatile = qw(date transfer-encoding connection);
 
 # every fixture event, by its id: GET, GET with_feature=0 (or false), HEAD
 sub scenario_every_event {
@@ -427,7 +289,7 @@ sub scenario_every_event {
         my $path = '/SophonFace/api/events/' . SophonTest::uri($id);
         $seen{$id}++;
 
-        my $r0 = my $r = ka_request($c, 'GET', $path);
+        my $r0 = my $r = ka_request($c, undef, path => $path);
         my $why = ($r->{status} // 0) != 200 ? "status " . ($r->{status} // '-')
                 : ($r->{headers}{'content-type'} // '') ne $ct
                     ? "Content-Type " . ($r->{headers}{'content-type'} // '-')
@@ -436,15 +298,15 @@ sub scenario_every_event {
 
         # with_feature=false on every tenth, and a cache buster
         my $qs = $n++ % 10 ? 'with_feature=0' : 'with_feature=false&_=1';
-        $r = ka_request($c, 'GET', "$path?$qs");
+        $r = ka_request($c, $qs, path => $path);
         $why = ($r->{status} // 0) != 200 ? "status " . ($r->{status} // '-')
              : one_event_mismatch(SophonTest::uri($id), $qs, $r->{body});
         push @cut, "$id?$qs: $why" if $why ne '';
 
         # HEAD: GET's headers, but the date and the chunking of a body
-        my $get = headers_of($r0);
-        $r = ka_request($c, 'HEAD', $path);
-        my $head = headers_of($r);
+        my $get = headers_of($r0, @Volatile);
+        $r = ka_request($c, undef, path => $path, method => 'HEAD');
+        my $head = headers_of($r, @Volatile);
         $why = ($r->{status} // 0) != 200 ? "status " . ($r->{status} // '-')
              : $head ne $get ? "headers '$head', GET's '$get'"
              : $r->{raw} !~ /\r\n\r\n\z/ ? "bytes after the header"
@@ -452,18 +314,18 @@ sub scenario_every_event {
         push @head, "$id: $why" if $why ne '';
     }
 
-    close $c->{sock} if $c->{sock};
+    ka_close($c);
 
     cmp_ok(scalar keys %seen, '>=', 1500,
            "$name - the fixtures' events, each id once (" . @$fx . ")");
     is(scalar keys %seen, scalar @$fx, "$name - no fixture id twice");
 
-    report($name, \@get, "GET <_id>: 200 {\"data\":<its fixture line>},"
-                         . " byte for byte, for every fixture event");
-    report($name, \@cut, "GET <_id>?with_feature=0|false: the line without"
-                         . " its vector, for every fixture event");
-    report($name, \@head, "HEAD <_id>: 200, GET's headers, no body, for"
-                          . " every fixture event");
+    ok_none($name, \@get, "GET <_id>: 200 {\"data\":<its fixture line>},"
+                          . " byte for byte, for every fixture event");
+    ok_none($name, \@cut, "GET <_id>?with_feature=0|false: the line without"
+                          . " its vector, for every fixture event");
+    ok_none($name, \@head, "HEAD <_id>: 200, GET's headers, no body, for"
+                           . " every fixture event");
 }
 
 # ids that must be percent-encoded, each asked for with every byte
@@ -487,21 +349,22 @@ sub scenario_encoded_ids {
                      $bytes =~ s/([\x00-\x20%?#\x7f])/sprintf '%%%02X', ord $1/ger);
 
         for my $p (@paths) {
-            for my $qs ('', '?with_feature=0') {
-                my $r = ka_request($c, 'GET', "/SophonFace/api/events/$p$qs");
+            for my $qs (undef, 'with_feature=0') {
+                my $r = ka_request($c, $qs,
+                                   path => "/SophonFace/api/events/$p");
                 my $why = ($r->{status} // 0) != 200
                         ? "status " . ($r->{status} // '-') . ": "
                           . substr($r->{body} // '', 0, 100)
-                        : one_event_mismatch($p, $qs eq '' ? '' : substr($qs, 1),
-                                             $r->{body});
-                push @bad, "$k ($p$qs): $why" if $why ne '';
+                        : one_event_mismatch($p, $qs // '', $r->{body});
+                push @bad, "$k ($p" . (defined $qs ? "?$qs" : '') . "): $why"
+                    if $why ne '';
             }
         }
     }
 
-    close $c->{sock} if $c->{sock};
-    report($name, \@bad, "every id that needs encoding, however encoded, is"
-                         . " its own event");
+    ka_close($c);
+    ok_none($name, \@bad, "every id that needs encoding, however encoded, is"
+                          . " its own event");
 }
 
 # what a run that was killed may have left
@@ -512,16 +375,16 @@ delete_mine() if $ENV{TEST_NGINX_SOPHON_ADMIN_DB};
 sub scenario_slow_big {
     my ($block) = @_;
     my $name = $block->name;
-    my $pos = -s SophonClient::errlog() // 0;
+    my $pos = -s errlog() // 0;
 
     for my $qs ('', 'with_feature=0') {
-        local $SophonClient::Api = '/SophonFace/api/events/big-1';
-        my $c = SophonClient::http_send($qs, rcvbuf => 4096)
+        my $c = http_send($qs, rcvbuf => 4096,
+                          path => '/SophonFace/api/events/big-1')
             or die "connect: $!\n";
         Time::HiRes::sleep(0.5);
-        SophonClient::http_pump([$c], 20);
+        http_pump([$c], 20);
 
-        my $r = SophonClient::parse_http($c->{buf});
+        my $r = parse_http($c->{buf});
         is($r->{status}, 200, "$name - a slow client ($qs): 200");
         ok($r->{complete}, "$name - a slow client ($qs): the whole answer,"
                            . " its last chunk too");
@@ -530,7 +393,7 @@ sub scenario_slow_big {
             or diag($why);
     }
 
-    my $lines = SophonClient::log_since(SophonClient::errlog(), $pos);
+    my $lines = log_since(errlog(), $pos);
     ok(scalar(grep { /a sophon_events answer is buffered to a temporary file/ }
               @$lines),
        "$name - the answers waited in the temporary file");

@@ -30,13 +30,10 @@
 
 use Test::Nginx::Socket 'no_plan';
 use lib 't';
-use SophonTest;
-use SophonClient ();
-use Encode ();
-use IO::Select ();
-use IO::Socket::INET ();
+use SophonTest qw(js bytes_of csv joined insert_events);
+use SophonClient qw(http_send http_pump http_request parse_http psql_rows
+                    lock_row end_row_lock);
 use JSON::PP ();
-use POSIX ();
 use Time::HiRes ();
 
 repeat_each(1);
@@ -57,9 +54,6 @@ our $Range = 'ts BETWEEN 1300000000 AND 1300000100';
 }
 
 my $json = JSON::PP->new->utf8->canonical;
-
-sub js { JSON::PP->new->utf8->allow_nonref->encode($_[0]) }
-sub bytes_of { Encode::encode('UTF-8', $_[0]) }
 
 # --------------------------------------------------------------------------
 # Our events: @D holds the ids (characters); %Meta their filter fields
@@ -112,10 +106,7 @@ sub delete_mine {
 
 sub insert_docs {
     delete_mine();
-    my ($ok, undef, $err) = SophonTest::psql_script(
-        "INSERT INTO sophon_events (doc) VALUES "
-        . join(', ', map { "(\$doc\$$_\$doc\$)" } @Docs) . ";\n");
-    die "025-delete: cannot insert our events: $err\n" if !$ok;
+    insert_events(@Docs);
 }
 
 END {
@@ -132,10 +123,6 @@ END {
 
 # the ids of these numbers, comma-separated (ids 1..40 need no encoding)
 sub ids { join ',', map { $D[$_] } @_ }
-
-# join() for "eval" sections, where Test::Base has a join of its own
-sub csv { join ',', @_ }
-sub joined { my $sep = shift; join $sep, @_ }
 
 # a JSON array of the ids of these numbers (or strings), URL-encoded
 sub json_ids {
@@ -159,36 +146,6 @@ sub bad_request {
 }
 
 # --------------------------------------------------------------------------
-# HTTP of our own, one connection a request (SophonClient's requests go to
-# its one API path): {status, headers, body}.  It would belong in
-# t/SophonClient.pm.
-
-sub http {
-    my ($method, $target) = @_;
-    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-                                     PeerPort => SophonClient::server_port(),
-                                     Proto => 'tcp', Timeout => 5)
-        or die "connect: $!\n";
-    binmode $sock;
-    local $SIG{PIPE} = 'IGNORE';
-    print $sock "$method $target HTTP/1.1\r\nHost: localhost\r\n"
-                . "Connection: close\r\n\r\n";
-
-    my $raw = '';
-    my $sel = IO::Select->new($sock);
-    my $deadline = Time::HiRes::time() + 30;
-    while (Time::HiRes::time() < $deadline) {
-        next if !$sel->can_read(1);
-        my $n = sysread $sock, my $buf, 65536;
-        last if !$n;
-        $raw .= $buf;
-    }
-    close $sock;
-
-    return SophonClient::parse_http($raw);
-}
-
-# --------------------------------------------------------------------------
 # The state after a block: our events, their deletions, the totals
 
 # the list's filters and the same conditions in SQL: [query, WHERE]
@@ -209,22 +166,18 @@ our @Totals = (
       "identity_name ILIKE '%Del Person%' AND ts >= 1300000000" ],
 );
 
-sub rows {
-    my ($sql) = @_;
-    return [ map { $_->[0] } @{ SophonClient::psql_rows($sql) } ];
-}
-
 sub check_state {
     my ($name, $gone) = @_;
     my %gone = map { $_ => 1 } @$gone;
     my @kept = grep { !$gone{$_} } @D[1 .. $#D];
 
-    my $have = rows("SELECT id FROM sophon_events WHERE $Range ORDER BY id");
+    my $have = [ map { $_->[0] } @{ psql_rows(
+        "SELECT id FROM sophon_events WHERE $Range ORDER BY id") } ];
     is_deeply($have, [ sort @{[ map { bytes_of($_) } @kept ]} ],
               "$name - our events: " . @$gone . " gone, " . @kept
               . " kept");
 
-    my $del = SophonClient::psql_rows(
+    my $del = psql_rows(
         "SELECT id, device_id, person_type, ts FROM sophon_event_deletions"
         . " WHERE $Range ORDER BY id");
     is_deeply([ map { join '|', @$_ } @$del ],
@@ -234,9 +187,9 @@ sub check_state {
               . " event (its id, camera, userType, time), none other");
 
     # the list's page of our range: what is kept, newest first
-    my $r = http('GET', '/ro/events?datetime_gte=1300000000'
-                        . '&datetime_lte=1300000100&per_page=1000'
-                        . '&with_feature=0');
+    my $r = http_request('datetime_gte=1300000000&datetime_lte=1300000100'
+                         . '&per_page=1000&with_feature=0',
+                         path => '/ro/events');
     my $page = eval { $json->decode($r->{body}) } || {};
     is_deeply([ map { bytes_of($_->{_id}) } @{ $page->{data} || [] } ],
               [ map { bytes_of($_) }
@@ -253,10 +206,12 @@ sub check_totals {
 
     for my $t (@Totals) {
         my ($qs, $where) = @$t;
-        my $r = http('GET', "/ro/events?per_page=1&with_feature=0"
-                            . ($qs ne '' ? "&$qs" : ''));
+        my $r = http_request("per_page=1&with_feature=0"
+                             . ($qs ne '' ? "&$qs" : ''),
+                             path => '/ro/events');
         my $got = eval { $json->decode($r->{body})->{pagination}{total_count} };
-        my $want = rows("SELECT count(*) FROM sophon_events WHERE $where")->[0];
+        my $want = psql_rows("SELECT count(*) FROM sophon_events"
+                             . " WHERE $where")->[0][0];
         push @bad, "$qs: total_count " . ($got // "none (status "
                    . ($r->{status} // '-') . ")") . ", count(*) $want"
             if !defined $got || $got != $want;
@@ -345,27 +300,16 @@ sub after_race {
                                    reverse($k * 9 + 1 .. $k * 9 + 15) ] }
                0 .. 3;
 
-    my @socks;
-    for my $set (@sets) {
-        my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-                                         PeerPort => SophonClient::server_port(),
-                                         Proto => 'tcp', Timeout => 5)
-            or die "connect: $!\n";
-        push @socks, $sock;
-    }
-
     # all sent before any is read
-    for my $i (0 .. $#sets) {
-        print { $socks[$i] } "DELETE /SophonFace/api/events?event_id_list="
-            . join(',', @{ $sets[$i] }) . " HTTP/1.1\r\nHost: localhost\r\n"
-            . "Connection: close\r\n\r\n";
-    }
+    my @c = map { http_send('event_id_list=' . join(',', @$_),
+                            method => 'DELETE')
+                  or die "connect: $!\n" } @sets;
+    http_pump(\@c, 30);
 
     my (%deleted_by, @bad);
     for my $i (0 .. $#sets) {
-        my $raw = do { local $/; readline $socks[$i] } // '';
-        close $socks[$i];
-        my $r = SophonClient::parse_http($raw);
+        push @bad, "request $i: no end in 30 s" if !$c[$i]{eof};
+        my $r = parse_http($c[$i]{buf});
         my $d = eval { $json->decode($r->{body}) };
 
         if (($r->{status} // 0) != 200 || !$d) {
@@ -406,55 +350,30 @@ sub after_race {
     check_state($name, [ sort keys %uniq ]);
 }
 
-# A row of ours locked by another transaction: the DELETE waits for it past
+# A row of ours locked by another transaction ("--- lock_row eval ID",
+# SophonClient's lock_row, for 4 s): the DELETE waits for it past
 # sophon_events_query_timeout (504), and then, when the lock is gone,
 # nothing of it may have happened
-our $Locker;
-
-sub lock_row {
-    my ($id, $seconds) = @_;
-    my $pid = fork;
-    die "fork: $!\n" if !defined $pid;
-
-    if ($pid == 0) {
-        $SIG{$_} = 'DEFAULT' for qw(INT TERM HUP);
-        local $ENV{PGAPPNAME} = 't025_locker';
-        SophonTest::psql_script("BEGIN;\nSELECT 1 FROM sophon_events WHERE id"
-                                . " = '$id' FOR UPDATE;\nSELECT pg_sleep("
-                                . "$seconds);\nCOMMIT;\n");
-        POSIX::_exit(0);
-    }
-
-    $Locker = $pid;
-
-    my ($held) = SophonClient::wait_until(5, 0.05, sub {
-        SophonClient::psql_rows("SELECT count(*) FROM pg_stat_activity"
-            . " WHERE application_name = 't025_locker'"
-            . " AND query LIKE '%pg_sleep%' AND state = 'active'")->[0][0];
-    });
-    die "025-delete: the row lock was not taken in 5 s\n" if !$held;
-}
-
 sub after_locked {
     my ($block) = @_;
     my $name = $block->name;
 
     # the lock goes at its end; a DELETE still waiting would then run
-    my $status = SophonClient::reap($Locker, 15);
-    undef $Locker;
-    ok($status ne 'killed', "$name - the locker ended on its own");
+    my $status = end_row_lock(15);
+    ok(defined $status && $status ne 'killed',
+       "$name - the locker ended on its own");
     Time::HiRes::sleep(1.5);
 
-    my $left = SophonClient::psql_rows(
+    my $left = psql_rows(
         "SELECT count(*) FROM pg_stat_activity WHERE usename ="
         . " 'sophon_deleter' AND state <> 'idle'")->[0][0];
     is($left, 0, "$name - no DELETE of the deleter's is left running");
 }
 
 END {
-    if ($Locker && $$ == $MainPid) {
+    if ($$ == $MainPid) {
         local $?;
-        SophonClient::reap($Locker, 10);
+        end_row_lock(10);
     }
 }
 

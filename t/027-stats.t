@@ -39,8 +39,6 @@ use lib 't';
 use SophonTest ();
 use SophonClient ();
 
-use IO::Select ();
-use IO::Socket::INET ();
 use POSIX ();
 use Time::HiRes ();
 
@@ -290,104 +288,20 @@ is(psql_utf8("SELECT count(*) FROM sophon_events WHERE $Range"
 }
 
 # --------------------------------------------------------------------------
-# HTTP: one keep-alive connection, reopened when nginx closes it
+# HTTP: SophonClient's keep-alive client, one connection for every request
 
-my $Sock;
+my $Conn;
 
 sub http {
     my ($method, $uri) = @_;
+    my ($path, $qs) = split /\?/, $uri, 2;
 
-    for my $try (1, 2) {
-        my $reused = defined $Sock;
+    $Conn //= SophonClient::ka_open();
 
-        $Sock //= IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-                                        PeerPort => SophonClient::server_port(),
-                                        Proto => 'tcp', Timeout => 5)
-            or return { error => "connect: $!" };
-        binmode $Sock;
-
-        my $req = "$method $uri HTTP/1.1\r\nHost: localhost\r\n\r\n";
-        my $r;
-        if (defined syswrite $Sock, $req) {
-            $r = read_response($method);
-        }
-
-        if (!$r || $r->{error}) {
-            close $Sock;
-            undef $Sock;
-            next if $reused && $try == 1 && (!$r || !$r->{bytes});
-            return $r // { error => 'cannot send' };
-        }
-
-        if (($r->{headers}{connection} // '') =~ /close/i) {
-            close $Sock;
-            undef $Sock;
-        }
-
-        return $r;
-    }
-}
-
-sub read_more {
-    my ($buf) = @_;
-    my $sel = IO::Select->new($Sock);
-    return 0 if !$sel->can_read(20);
-    my $n = sysread $Sock, $$buf, 65536, length $$buf;
-    return $n ? 1 : 0;
-}
-
-sub read_response {
-    my ($method) = @_;
-    my $buf = '';
-
-    while (index($buf, "\r\n\r\n") < 0) {
-        return { error => 'no header', bytes => length $buf }
-            if !read_more(\$buf);
-    }
-
-    my $i = index $buf, "\r\n\r\n";
-    my $head = substr $buf, 0, $i;
-    $buf = substr $buf, $i + 4;
-
-    my ($status) = $head =~ m{^HTTP/1\.[01] (\d{3})};
-    my %h;
-    for my $line (split /\r\n/, $head) {
-        $h{ lc $1 } = $2 if $line =~ /^([^:\s]+):\s*(.*)$/;
-    }
-
-    my $r = { status => $status, headers => \%h, body => '', bytes => 1 };
-    return $r if $method eq 'HEAD' || $status == 204 || $status == 304;
-
-    if (($h{'transfer-encoding'} // '') =~ /chunked/i) {
-        my $body = '';
-        while (1) {
-            my $eol;
-            while (($eol = index $buf, "\r\n") < 0) {
-                return { error => 'chunked body cut' } if !read_more(\$buf);
-            }
-            my $size = hex substr $buf, 0, $eol;
-            while (length $buf < $eol + 2 + $size + 2) {
-                return { error => 'chunk cut' } if !read_more(\$buf);
-            }
-            $body .= substr $buf, $eol + 2, $size;
-            $buf = substr $buf, $eol + 2 + $size + 2;
-            last if $size == 0;
-        }
-        $r->{body} = $body;
-
-    } elsif (defined $h{'content-length'}) {
-        while (length $buf < $h{'content-length'}) {
-            return { error => 'body cut' } if !read_more(\$buf);
-        }
-        $r->{body} = substr $buf, 0, $h{'content-length'};
-
-    } else {
-        1 while read_more(\$buf);
-        $r->{body} = $buf;
-        $r->{headers}{connection} = 'close';
-    }
-
-    return $r;
+    my $r = eval { SophonClient::ka_request($Conn, $qs // '',
+                                            method => $method,
+                                            path => $path) };
+    return $r // { error => $@ };
 }
 
 # --------------------------------------------------------------------------
@@ -814,8 +728,8 @@ sub run_cases {
     my $cases = $make->($n);
 
     # nginx has restarted since the last block
-    close $Sock if $Sock;
-    undef $Sock;
+    SophonClient::ka_close($Conn) if $Conn;
+    undef $Conn;
     local $SIG{PIPE} = 'IGNORE';
 
     srand($Seed + 100);

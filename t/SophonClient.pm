@@ -3,13 +3,19 @@ package SophonClient;
 # What the tests that talk to nginx and PostgreSQL over their own sockets
 # share (t/009-clients.t, t/015-slow-client.t, t/016-sessions.t, ...): the
 # database through psql as the superuser ($TEST_NGINX_SOPHON_ADMIN_DB), the
-# module's backends in pg_stat_activity, a table lock that makes its
+# module's backends in pg_stat_activity, a table or row lock that makes its
 # queries wait, nginx's master and workers and their sockets in /proc, raw
 # HTTP clients (blocking, non-blocking, slow), responses parsed and checked
 # against SophonTest's oracle, and forked clients bounded in count and time.
 #
 #   use lib 't';
 #   use SophonClient qw(:all);
+#
+# The suite's one raw HTTP client: request_text() writes a request,
+# http_send() connects and sends it, http_pump() reads, parse_http() parses;
+# http_request() is the four at once, ka_open()/ka_request()/ka_close() the
+# same requests one after another over a keep-alive connection, and
+# sse_open()/sse_read() a client of the live stream.
 #
 # Every wait is bounded.  Nothing here runs a test (no ok/is): callers do.
 
@@ -31,10 +37,12 @@ use SophonTest ();
 our @EXPORT_OK = qw(
     $Api now wait_until reap psql_rows module_backends describe_backends
     admin_conninfo db_sessions errlog acclog log_since ports_of db_sockets
-    request_text http_send http_pump parse_http check_page full_request
+    request_text http_connect http_send http_pump parse_http http_end
+    http_request ka_open ka_request ka_close headers_of
+    check_page full_request
     served_by slow_read close_rst start_clients stop_clients
     wait_clients stop_all_clients use_scenarios nginx_accepts files_under open_files_under
-    lock_table unlock_table lock_held lock_waiters
+    lock_table unlock_table lock_held lock_waiters lock_row end_row_lock
     master_pid alive worker_pids
 );
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
@@ -46,6 +54,9 @@ our $AppName = 'sophon_test_check';
 
 # the application_name of lock_table()'s background psql
 our $LockerAppName = 'sophon_test_locker';
+
+# the application_name of lock_row()'s background psql
+our $RowLockerAppName = 'sophon_test_row_locker';
 
 my $JSON = eval { require JSON::XS; 'JSON::XS' } || 'JSON::PP';
 my $json = $JSON->new->utf8;
@@ -243,6 +254,57 @@ sub unlock_table {
     die "the table lock is still held\n" if !$free;
 }
 
+# A row lock: lock_row(ID, SECONDS) starts a psql (application_name
+# $RowLockerAppName) that locks the row of sophon_events with this id FOR
+# UPDATE (what a DELETE of it waits for; a query that only reads does
+# not), holds it SECONDS, then commits and ends.  It returns once the
+# psql sleeps with the lock (dies if that takes more than 5 s); an id
+# that no row has locks nothing.  end_row_lock(TIMEOUT) waits at most
+# TIMEOUT seconds for the psql to end on its own, then kills it; it
+# returns reap()'s status ('killed' when it had to), or undef when no row
+# lock was taken.  Callers run it in their cleanup.
+
+my $RowLocker;
+
+sub lock_row {
+    my ($id, $seconds) = @_;
+
+    die "a row lock is already held\n" if $RowLocker;
+
+    utf8::encode($id) if utf8::is_utf8($id);
+    (my $literal = $id) =~ s/'/''/g;
+
+    my $pid = fork;
+    die "fork: $!\n" if !defined $pid;
+
+    if ($pid == 0) {
+        $SIG{$_} = 'DEFAULT' for qw(INT TERM HUP);
+        local $ENV{PGAPPNAME} = $RowLockerAppName;
+        SophonTest::psql_script("BEGIN;\nSELECT 1 FROM sophon_events WHERE id"
+                                . " = '$literal' FOR UPDATE;\nSELECT pg_sleep("
+                                . "$seconds);\nCOMMIT;\n");
+        POSIX::_exit(0);
+    }
+
+    $RowLocker = $pid;
+
+    my ($held) = wait_until(5, 0.05, sub {
+        psql_rows("SELECT count(*) FROM pg_stat_activity"
+                  . " WHERE application_name = '$RowLockerAppName'"
+                  . " AND query LIKE '%pg_sleep%' AND state = 'active'")->[0][0];
+    });
+    die "the row lock was not taken in 5 s\n" if !$held;
+}
+
+sub end_row_lock {
+    my ($timeout) = @_;
+    return undef if !$RowLocker;
+
+    my $status = reap($RowLocker, $timeout);
+    undef $RowLocker;
+    return $status;
+}
+
 # --------------------------------------------------------------------------
 # nginx's logs and sockets
 
@@ -317,21 +379,27 @@ sub db_sockets {
 # --------------------------------------------------------------------------
 # HTTP over our own sockets
 
-# the request of a client: GET (or $method) of the API with this query
+# the request of a client: GET (or $method) of the API with this query:
+# "$Api?QS" (no "?" when QS is undef).  Options: path => PATH, the
+# request's path instead of $Api (then "PATH?QS", or PATH alone when QS is
+# undef); headers => ["Name: value", ...], more header lines; keepalive =>
+# 1, no "Connection: close".
 sub request_text {
-    my ($qs, $method) = @_;
+    my ($qs, $method, %opt) = @_;
     $method //= 'GET';
-    return "$method $Api?$qs HTTP/1.1\r\nHost: localhost\r\n"
-           . "Connection: close\r\n\r\n";
+    my $target = ($opt{path} // $Api) . (defined $qs ? "?$qs" : '');
+    return "$method $target HTTP/1.1\r\nHost: localhost\r\n"
+           . join('', map { "$_\r\n" } @{ $opt{headers} || [] })
+           . ($opt{keepalive} ? '' : "Connection: close\r\n") . "\r\n";
 }
 
-# connects and sends the request; undef and $! when the connection fails.
-# Options: method => 'HEAD'; rcvbuf => BYTES, the client's SO_RCVBUF, set
-# before connect so that the TCP window is small from the start (a slow
-# client then holds back the server after a few KB, not megabytes);
-# port => PORT, another port of nginx's (default: the server's).
-sub http_send {
-    my ($qs, %opt) = @_;
+# a blocking socket connected to nginx, or undef and $!.  Options:
+# rcvbuf => BYTES, the client's SO_RCVBUF, set before connect so that the
+# TCP window is small from the start (a slow client then holds back the
+# server after a few KB, not megabytes); port => PORT, another port of
+# nginx's (default: the server's).
+sub http_connect {
+    my (%opt) = @_;
     my $sock;
     my $port = $opt{port} || server_port();
 
@@ -347,17 +415,46 @@ sub http_send {
                                       PeerPort => $port,
                                       Proto => 'tcp', Timeout => 5)
             or return undef;
+        binmode $sock;
     }
 
+    return $sock;
+}
+
+# connects and sends the request; undef and $! when the connection fails.
+# The client: {sock, qs, sent, buf, method, request}, its socket
+# non-blocking (http_pump() reads it).  Options: method => 'HEAD' (or
+# 'DELETE', ...); path, headers and keepalive as in request_text(); rcvbuf
+# and port as in http_connect().
+sub http_send {
+    my ($qs, %opt) = @_;
+    my $sock = http_connect(%opt) or return undef;
+
     local $SIG{PIPE} = 'IGNORE';
-    my $req = request_text($qs, $opt{method});
+    my $req = request_text($qs, $opt{method}, %opt);
     my $n = syswrite $sock, $req;
     return undef if !defined $n || $n != length $req;
 
     $sock->blocking(0);
 
     return { sock => $sock, qs => $qs, sent => now(), buf => '',
-             method => $opt{method} // 'GET' };
+             method => $opt{method} // 'GET', request => $req };
+}
+
+# http_request(QS, %opt): one request over a connection of its own, read
+# until the server closes it or timeout => SECONDS (30) have passed:
+# parse_http()'s hash, and raw, the bytes received.  http_send()'s
+# options; dies when it cannot connect.
+sub http_request {
+    my ($qs, %opt) = @_;
+
+    my $c = http_send($qs, %opt) or die "connect: $!\n";
+    http_pump([$c], $opt{timeout} // 30);
+    close $c->{sock} if !$c->{eof};
+
+    my $r = parse_http($c->{buf});
+    $r->{raw} = $c->{buf};
+    return $r;
 }
 
 # reads one client at about $rate bytes a second (at most $rate / 10 at a
@@ -496,6 +593,124 @@ sub parse_http {
     }
 
     return \%r;
+}
+
+# where the response at the start of RAW ends (the offset of the byte
+# after it), or undef if it has not ended yet: after its last chunk, its
+# Content-Length bytes, or its head when it has neither, or when it
+# answers a HEAD (option head => 1).  Dies on a chunk size that is not
+# one.
+sub http_end {
+    my ($raw, %opt) = @_;
+    my $i = index $raw, "\r\n\r\n";
+    return undef if $i < 0;
+
+    my $head = substr $raw, 0, $i;
+    my $pos = $i + 4;
+
+    return $pos if $opt{head};
+
+    if ($head =~ /^Transfer-Encoding:\s*chunked/mi) {
+        while (1) {
+            my $eol = index $raw, "\r\n", $pos;
+            return undef if $eol < 0;
+            my ($size) = substr($raw, $pos, $eol - $pos) =~ /^([0-9A-Fa-f]+)/
+                or die "a bad chunk size in: " . substr($raw, $pos, 40) . "\n";
+            $size = hex $size;
+            if ($size == 0) {
+                return length $raw >= $eol + 4 ? $eol + 4 : undef;
+            }
+            $pos = $eol + 2 + $size + 2;
+            return undef if $pos > length $raw;
+        }
+    }
+
+    if ($head =~ /^Content-Length:\s*(\d+)/mi) {
+        return length $raw >= $pos + $1 ? $pos + $1 : undef;
+    }
+
+    return $pos;    # no body
+}
+
+# A keep-alive client, for thousands of requests in a few seconds:
+# ka_open(%opt) connects (http_connect()'s options; dies when it cannot),
+# ka_request(CLIENT, QS, %opt) sends request_text(QS, ...) without
+# "Connection: close" and reads its answer to its end (http_end()), and
+# ka_close(CLIENT) closes the connection.  ka_request's options: method,
+# path and headers as in request_text(); timeout => SECONDS (20) for the
+# answer.  It returns parse_http()'s hash, and raw, the answer's bytes.  A
+# connection the server closed (after keepalive_requests, or "Connection:
+# close") is opened again for the next request, and a request that it
+# closed before any byte of the answer is sent once more; it dies when
+# there is no answer in time, or the connection ends in the middle of it.
+
+sub ka_open {
+    my (%opt) = @_;
+    my $sock = http_connect(%opt) or die "connect: $!\n";
+    $sock->blocking(0);
+    return { sock => $sock, buf => '', opt => \%opt };
+}
+
+sub ka_close {
+    my ($c) = @_;
+    close $c->{sock} if $c->{sock};
+    undef $c->{sock};
+}
+
+sub ka_request {
+    my ($c, $qs, %opt) = @_;
+    my $method = $opt{method} // 'GET';
+    my $timeout = $opt{timeout} // 20;
+    my $req = request_text($qs, $method, %opt, keepalive => 1);
+    my ($what) = $req =~ /^(\S+ \S+)/;
+
+    for my $try (1, 2) {
+        %$c = %{ ka_open(%{ $c->{opt} || {} }) } if !$c->{sock};
+
+        local $SIG{PIPE} = 'IGNORE';
+        my $n = syswrite $c->{sock}, $req;
+
+        if (!defined $n || $n != length $req) {
+            ka_close($c);
+            next;
+        }
+
+        my $end;
+        http_pump([$c], $timeout, sub {
+            defined($end = http_end($c->{buf}, head => $method eq 'HEAD'));
+        });
+
+        if (!defined $end) {
+            die "no answer in $timeout s to $what\n" if !$c->{eof};
+
+            # closed: before any byte of the answer, try once more
+            my $empty = $c->{buf} eq '';
+            undef $c->{sock};
+            $c->{buf} = '';
+            next if $empty && $try == 1;
+            die "the connection closed in the answer to $what\n";
+        }
+
+        my $raw = substr $c->{buf}, 0, $end, '';
+        my $r = parse_http($raw);
+        $r->{raw} = $raw;
+
+        ka_close($c) if ($r->{headers}{connection} // '') =~ /close/i;
+
+        return $r;
+    }
+
+    die "cannot send $what\n";
+}
+
+# a parsed response's headers as one string, "name: value; ..." in the
+# order of their (lower-case) names, but those named in EXCEPT
+sub headers_of {
+    my ($r, @except) = @_;
+    my %skip = map { lc $_ => 1 } @except;
+    my $h = $r->{headers} || {};
+    return join '; ', map { "$_: $h->{$_}" }
+                      grep { !$skip{$_} } sort keys %$h;
 }
 
 # '' when the raw response is the 200 the fixtures give for $qs, else why
@@ -839,38 +1054,21 @@ our $StreamPath = "$Api/stream";
 # sse_open(QS, %opt): GET (method => 'HEAD', ...) $StreamPath?QS; options:
 # last_event_id => ID sends the Last-Event-ID header; headers => ["Name:
 # value", ...] more header lines; path => another path; close => 1 sends
-# Connection: close; rcvbuf and port as in http_send().  undef and $! when
+# Connection: close; rcvbuf and port as in http_connect().  undef and $! when
 # the connection fails.
 sub sse_open {
     my ($qs, %opt) = @_;
-    my $sock;
-    my $port = $opt{port} || server_port();
-
-    if ($opt{rcvbuf}) {
-        socket($sock, AF_INET, SOCK_STREAM, 0) or return undef;
-        setsockopt($sock, SOL_SOCKET, SO_RCVBUF, $opt{rcvbuf}) or return undef;
-        connect($sock, sockaddr_in($port, inet_aton('127.0.0.1')))
-            or return undef;
-        binmode $sock;
-
-    } else {
-        $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-                                      PeerPort => $port,
-                                      Proto => 'tcp', Timeout => 5)
-            or return undef;
-    }
+    my $sock = http_connect(%opt) or return undef;
 
     my $method = $opt{method} // 'GET';
-    my $path = $opt{path} // $StreamPath;
-    $path .= "?$qs" if defined $qs && $qs ne '';
-
-    my $req = "$method $path HTTP/1.1\r\nHost: localhost\r\n"
-              . "Accept: text/event-stream\r\n";
-    $req .= "Last-Event-ID: $opt{last_event_id}\r\n"
+    my @headers = ('Accept: text/event-stream');
+    push @headers, "Last-Event-ID: $opt{last_event_id}"
         if defined $opt{last_event_id};
-    $req .= "$_\r\n" for @{ $opt{headers} || [] };
-    $req .= "Connection: close\r\n" if $opt{close};
-    $req .= "\r\n";
+    push @headers, @{ $opt{headers} || [] };
+
+    my $req = request_text(defined $qs && $qs ne '' ? $qs : undef, $method,
+                           path => $opt{path} // $StreamPath,
+                           headers => \@headers, keepalive => !$opt{close});
 
     local $SIG{PIPE} = 'IGNORE';
     my $n = syswrite $sock, $req;

@@ -9,6 +9,11 @@ package SophonTest;
 #   use lib 't';
 #   use SophonTest;
 #   add_response_body_check(\&SophonTest::check_body);
+#
+# It also holds what test files share about data: the database through
+# psql, events inserted there, JSON text, UTF-8 bytes and percent-encoding
+# (uri, pct_decode), joins for "eval" sections, and how a long list of
+# failures becomes one check (ok_none).
 
 use strict;
 use warnings;
@@ -21,7 +26,9 @@ use JSON::PP;
 use Test::More;
 use Exporter 'import';
 
-our @EXPORT_OK = qw(fixtures expected check_body parse_query uri);
+our @EXPORT_OK = qw(fixtures expected check_body parse_query uri
+                    pct_decode js bytes_of csv joined insert_events
+                    first_difference ok_none);
 
 # JSON::XS (libjson-xs-perl) when it is there: the fixtures are ~15 MB
 my $JSON = eval { require JSON::XS; 'JSON::XS' } || 'JSON::PP';
@@ -330,9 +337,7 @@ sub check_bytes {
     return if ok($got eq $want,
                  "$name - each event is its fixture line, byte for byte");
 
-    my $at = 0;
-    $at++ while $at < length $got
-                && substr($got, $at, 1) eq substr($want, $at, 1);
+    my $at = first_difference($got, $want);
 
     diag("first difference at byte $at: got "
          . substr($got, $at > 40 ? $at - 40 : 0, 80) . "\n   expected "
@@ -485,6 +490,61 @@ sub uri {
     utf8::encode($s) if utf8::is_utf8($s);
     $s =~ s/([^A-Za-z0-9\-_.~])/sprintf('%%%02X', ord $1)/ge;
     return $s;
+}
+
+# the bytes of a percent-encoded string: every %XX decoded, nothing else
+# ("+" stays a "+"); uri()'s inverse, as bytes
+sub pct_decode {
+    my ($s) = @_;
+    $s =~ s/%([0-9A-Fa-f]{2})/chr(hex($1))/ge;
+    return $s;
+}
+
+# the JSON text of a value (a string too), UTF-8 bytes (not \u escapes)
+sub js { JSON::PP->new->utf8->allow_nonref->encode($_[0]) }
+
+# the UTF-8 bytes of a Perl string
+sub bytes_of { Encode::encode('UTF-8', $_[0]) }
+
+# join() for "eval" sections, where Test::Base has a join of its own:
+# csv(LIST) joins with commas, joined(SEP, LIST) with SEP
+sub csv { join ',', @_ }
+sub joined { my $sep = shift; join $sep, @_ }
+
+# insert_events(DOC, ...): the documents (JSON text, bytes) into
+# sophon_events in one statement, as the superuser; dies with psql's
+# message
+sub insert_events {
+    my @docs = @_;
+
+    die "insert_events: a document holds \$doc\$\n"
+        if grep { index($_, '$doc$') >= 0 } @docs;
+
+    my ($ok, undef, $err) = psql_script(
+        "INSERT INTO sophon_events (doc) VALUES "
+        . join(', ', map { "(\$doc\$$_\$doc\$)" } @docs) . ";\n");
+
+    die "insert_events: $err\n" if !$ok;
+}
+
+# the offset of the first byte where two strings differ (the length of
+# the shorter when one starts the other)
+sub first_difference {
+    my ($got, $want) = @_;
+    my $at = 0;
+    $at++ while $at < length $got && $at < length $want
+                && substr($got, $at, 1) eq substr($want, $at, 1);
+    return $at;
+}
+
+# ok_none(NAME, [FAILURE, ...], WHAT): one check, "NAME - WHAT", that
+# passes when the list of failures is empty; else its diagnostics show the
+# first five, and how many there are
+sub ok_none {
+    my ($name, $bad, $what) = @_;
+    ok(!@$bad, "$name - $what")
+        or diag(join "\n", @$bad[0 .. ($#$bad < 4 ? $#$bad : 4)],
+                           @$bad > 5 ? ('... ' . @$bad . ' in all') : ());
 }
 
 1;
