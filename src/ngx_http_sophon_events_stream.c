@@ -290,7 +290,6 @@ ngx_http_sophon_events_stream_start(ngx_http_sophon_events_ctx_t *ctx)
 {
     ngx_int_t                           rc;
     ngx_http_request_t                 *r;
-    ngx_pool_cleanup_t                 *cln;
     ngx_http_sophon_events_stream_t    *st;
     ngx_http_sophon_events_listener_t  *ls;
 
@@ -324,15 +323,6 @@ ngx_http_sophon_events_stream_start(ngx_http_sophon_events_ctx_t *ctx)
         return (rc == NGX_DONE) ? NGX_OK : rc;
     }
 
-    cln = ngx_pool_cleanup_add(r->pool, 0);
-    if (cln == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    cln->handler = ngx_http_sophon_events_stream_cleanup;
-    cln->data = st;
-
-    st->ctx = ctx;
     st->listener = ls;
 
     ngx_queue_insert_tail(&ls->streams, &st->queue);
@@ -401,6 +391,7 @@ ngx_http_sophon_events_stream_cursor(ngx_http_sophon_events_ctx_t *ctx,
     ngx_int_t                                rc;
     ngx_str_t                                cursor, name;
     ngx_uint_t                               i;
+    ngx_pool_cleanup_t                      *cln;
     ngx_list_part_t                         *part;
     ngx_table_elt_t                         *h;
     ngx_http_sophon_events_stream_t         *st;
@@ -412,6 +403,17 @@ ngx_http_sophon_events_stream_cursor(ngx_http_sophon_events_ctx_t *ctx,
         return NGX_ERROR;
     }
 
+    /* its texts are freed with the request, however it ends */
+
+    cln = ngx_pool_cleanup_add(ctx->request->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_http_sophon_events_stream_cleanup;
+    cln->data = st;
+
+    st->ctx = ctx;
     ctx->stream = st;
     ctx->shape = NGX_HTTP_SOPHON_EVENTS_SHAPE_STREAM_NOW;
 
@@ -613,10 +615,18 @@ ngx_http_sophon_events_stream_cleanup(void *data)
 
     ls = st->listener;
 
-    ngx_http_sophon_events_stream_stop(st);
+    if (ls) {
+        ngx_http_sophon_events_stream_stop(st);
 
-    ngx_queue_remove(&st->queue);
-    ls->nstreams--;
+        /* a statement that a finalize left behind is read for nobody */
+
+        if (st->ctx->query) {
+            ngx_http_sophon_events_query_detach(st->ctx);
+        }
+
+        ngx_queue_remove(&st->queue);
+        ls->nstreams--;
+    }
 
     t[0] = &st->a;
     t[1] = &st->b;
@@ -635,7 +645,7 @@ ngx_http_sophon_events_stream_cleanup(void *data)
         }
     }
 
-    if (ls->nstreams == 0) {
+    if (ls && ls->nstreams == 0) {
         /* the last one: the listening connection goes too */
         ngx_http_sophon_events_listen_failed(ls, NULL);
     }
@@ -752,6 +762,8 @@ ngx_http_sophon_events_listen_kick(ngx_event_t *ev)
             st->blocked = 1;
             continue;
         }
+
+        st->blocked = 0;
 
         ngx_http_sophon_events_stream_gather(st);
         ngx_http_sophon_events_stream_run(st);
@@ -991,14 +1003,15 @@ ngx_http_sophon_events_stream_heartbeat(ngx_event_t *ev)
 
     if (rc == NGX_OK) {
         ngx_http_sophon_events_query_client(ctx);
-        return;
-    }
 
-    ngx_http_sophon_events_request_failed(ctx, NGX_LOG_WARN,
+    } else {
+        ngx_http_sophon_events_request_failed(ctx, NGX_LOG_WARN,
                          NGX_HTTP_INTERNAL_SERVER_ERROR,
                          "the stream's client is slower than its events, and "
                          "all of sophon_events_buffers wait for it");
+    }
 
+    /* a timer's handler: nothing else runs what a failure posted */
     ngx_http_run_posted_requests(c);
 }
 
@@ -1119,6 +1132,9 @@ ngx_http_sophon_events_stream_retry(ngx_http_sophon_events_stream_t *st,
 
     ngx_log_error(NGX_LOG_WARN, st->ctx->request->connection->log, 0,
                   "sophon_events: a stream waits a second: %s", reason);
+
+    /* out of the pool's queue: a connection must not come to it now */
+    ngx_http_sophon_events_pool_abandon(st->ctx->pool, &st->ctx->waiter);
 
     if (st->running) {
         st->running = 0;
@@ -1328,10 +1344,11 @@ ngx_http_sophon_events_batch_text(ngx_http_sophon_events_ctx_t *ctx,
     }
 
     /*
-     * The batch: at most $6 rows, and of them only as many as $8 bytes of
-     * documents hold (the first one always), so that it fits the stream's
-     * buffers; the first row is the snapshot, with how many rows there
-     * were to send.
+     * The batch: at most $6 rows, and of them only as many as $8 bytes
+     * hold (the first one always), so that it fits the stream's buffers:
+     * each row's document, and its id line and event lines, at most twice
+     * its id and four snapshots' text (w.id); the first row is the
+     * snapshot, with how many rows there were to send.
      */
 
     p = ngx_slprintf(p, last,
@@ -1342,12 +1359,16 @@ ngx_http_sophon_events_batch_text(ngx_http_sophon_events_ctx_t *ctx,
                      " d AS (SELECT r.part, r.kind, r.xid, r.id, r.ts, e.doc,"
                      " CASE WHEN r.part = 0 THEN r.ts END AS o1,"
                      " CASE WHEN r.part = 0 THEN r.id END AS o2,"
-                     " sum(coalesce(octet_length(e.doc::text), 0)) OVER"
+                     " sum(coalesce(octet_length(e.doc::text), 0)"
+                     " + 2 * octet_length(r.id) + w.id) OVER"
                      " (ORDER BY r.part, CASE WHEN r.part = 0 THEN r.ts END,"
                      " CASE WHEN r.part = 0 THEN r.id END, r.xid, r.id,"
                      " r.kind) AS upto,"
-                     " coalesce(octet_length(e.doc::text), 0) AS len"
-                     " FROM r LEFT JOIN sophon_events e"
+                     " coalesce(octet_length(e.doc::text), 0)"
+                     " + 2 * octet_length(r.id) + w.id AS len"
+                     " FROM r CROSS JOIN (SELECT 128 + 4 * octet_length("
+                     "now::text) AS id FROM s) w"
+                     " LEFT JOIN sophon_events e"
                      " ON r.kind = 1 AND e.id = r.id)"
                      " SELECT -1 AS part, NULL::int4 AS kind, NULL::xid8 AS xid,"
                      " (SELECT count(*) FROM r)::text AS id,"
@@ -1430,6 +1451,7 @@ ngx_http_sophon_events_batch_row(ngx_http_sophon_events_ctx_t *ctx,
     ngx_int_t                         rc;
     ngx_uint_t                        newer;
     ngx_queue_t                      *q, *next;
+    ngx_connection_t                 *c;
     ngx_http_sophon_events_stream_t  *st, *rider;
 
     st = ctx->stream;
@@ -1481,6 +1503,8 @@ ngx_http_sophon_events_batch_row(ngx_http_sophon_events_ctx_t *ctx,
         rc = ngx_http_sophon_events_stream_deliver(rider, res);
 
         if (rc != NGX_OK) {
+            c = rider->ctx->request->connection;
+
             ngx_http_sophon_events_stream_leave(rider);
             ngx_http_sophon_events_request_failed(rider->ctx, NGX_LOG_WARN,
                          NGX_HTTP_INTERNAL_SERVER_ERROR,
@@ -1488,6 +1512,9 @@ ngx_http_sophon_events_batch_row(ngx_http_sophon_events_ctx_t *ctx,
                          ? "the stream's client is slower than its events, "
                            "and all of sophon_events_buffers wait for it"
                          : "the stream could not be written");
+
+            /* its own connection: nothing else runs what it posted */
+            ngx_http_run_posted_requests(c);
         }
     }
 
@@ -1765,6 +1792,7 @@ static ngx_int_t
 ngx_http_sophon_events_batch_finish(ngx_http_sophon_events_ctx_t *ctx)
 {
     ngx_int_t                           rc;
+    ngx_connection_t                   *c;
     ngx_http_sophon_events_stream_t    *st, *rider;
     ngx_http_sophon_events_listener_t  *ls;
 
@@ -1786,17 +1814,26 @@ ngx_http_sophon_events_batch_finish(ngx_http_sophon_events_ctx_t *ctx)
 
         ngx_http_sophon_events_stream_leave(rider);
 
+        c = rider->ctx->request->connection;
+
         rc = ngx_http_sophon_events_stream_done(rider, st->batch_rows,
                                                 st->available);
 
         if (rc == NGX_DONE) {
             ngx_http_sophon_events_query_client(rider->ctx);
-            continue;
+
+        } else if (ngx_exiting && rc != NGX_ERROR && rc != NGX_DECLINED) {
+            /* ended cleanly (stream_done) */
+            rider->ctx->done = 1;
+            ngx_http_finalize_request(rider->ctx->request, rc);
+
+        } else {
+            ngx_http_sophon_events_request_failed(rider->ctx, NGX_LOG_WARN,
+                         NGX_HTTP_INTERNAL_SERVER_ERROR,
+                         "the stream could not be written");
         }
 
-        rider->ctx->done = 1;
-        ngx_http_finalize_request(rider->ctx->request,
-                                  (rc == NGX_DECLINED) ? NGX_ERROR : rc);
+        ngx_http_run_posted_requests(c);
     }
 
     rc = ngx_http_sophon_events_stream_done(st, st->batch_rows,
@@ -2246,6 +2283,11 @@ ngx_http_sophon_events_listen_watch(ngx_event_t *ev)
         next = ngx_queue_next(q);
         st = ngx_queue_data(q, ngx_http_sophon_events_stream_t, queue);
         c = st->ctx->request->connection;
+
+        if (st->stopped || st->ctx->done) {
+            /* ended already, its answer on its way */
+            continue;
+        }
 
         ngx_http_sophon_events_stream_end(st);
 

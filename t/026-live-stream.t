@@ -1101,6 +1101,71 @@ sub scenario_max_streams {
 
 
 # --------------------------------------------------------------------------
+# TEST 12: a pool with no connection to spare (connections=2: one listens,
+# the other held by a list request that waits on a table lock), its queue
+# full (queue=0) or too slow (queue_timeout=1s): a woken stream waits a
+# second and reads again, it is not cut; once the connection is free its
+# events come
+
+sub busy_port {
+    my $conf = server_root() . '/conf/nginx.conf';
+    open my $fh, '<', $conf or die "$conf: $!\n";
+    my @ports;
+    for (<$fh>) {
+        push @ports, $1 if /listen\s+127\.0\.0\.1:(\d+)\s+reuseport/;
+    }
+    return @ports;
+}
+
+sub scenario_busy_pool {
+    my ($block) = @_;
+    my $name = $block->name;
+    my $cam = "$Cam-p";
+    my $pos = (-s errlog()) // 0;
+    my @ports = busy_port();
+    my $i = 0;
+
+    for my $port (@ports) {
+        my $what = $i++ ? "queue_timeout=1s" : "queue=0";
+        my $s = open_stream("streams=$cam", port => $port);
+        is(check_start($s), '', "$name ($what) - the stream starts");
+        sse_read($s, 1);
+
+        lock_table(15);
+
+        # the pool's other connection: a list request, waiting on the lock
+        my $list = http_send('per_page=1', port => $port)
+            or die "cannot connect: $!\n";
+        Time::HiRes::sleep(0.5);
+
+        # a notification wakes the stream: no connection for it
+        admin("NOTIFY sophon_events");
+        my ($waited) = wait_until(6, 0.2, sub {
+            grep { /a stream waits a second/ } @{ log_since(errlog(), $pos) }
+        });
+        ok($waited, "$name ($what) - the stream waits for a connection,"
+                    . " and the log says so");
+        sse_read($s, 1.5);
+        ok(!$s->{eof}, "$name ($what) - ... and is not cut");
+
+        unlock_table();
+        http_pump([$list], 10);
+        like($list->{buf}, qr{^HTTP/1\.1 200 }, "$name ($what) - the list"
+                                                 . " request is answered");
+
+        insert(doc(id => "p-$i", ts => $T0 + 700 + $i, cam => $cam));
+        sse_wait($s, 1, 5);
+        is(join(' ', map { ev_id($_) // '?' } @{ $s->{events} }), "p-$i",
+           "$name ($what) - the next event comes");
+        sse_close($s);
+        $pos = (-s errlog()) // 0;
+    }
+
+    is(scalar @ports, 2, "$name - both pools were tried");
+}
+
+
+# --------------------------------------------------------------------------
 # TEST 9: 200 idle streams
 
 our $Idle = 200;
@@ -1525,4 +1590,48 @@ GET /SophonFace/api/events/stream?userType=9
 [crit]
 [emerg]
 [error]
+exited on signal
+
+
+
+=== TEST 12: a pool with no connection to spare: a stream waits a second and reads again, it is not cut
+--- http_config
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_2 reuseport;
+
+        # one pool for both locations: one connection listens, one is left
+        sophon_events_db "$TEST_NGINX_SOPHON_DB" connections=2 queue=0;
+
+        location = /SophonFace/api/events {
+            sophon_events;
+        }
+
+        location = /SophonFace/api/events/stream {
+            sophon_events_stream;
+        }
+    }
+
+    server {
+        listen 127.0.0.1:$TEST_NGINX_RAND_PORT_3 reuseport;
+
+        sophon_events_db "$TEST_NGINX_SOPHON_DB" connections=2 queue=1
+                         queue_timeout=1s;
+
+        location = /SophonFace/api/events {
+            sophon_events;
+        }
+
+        location = /SophonFace/api/events/stream {
+            sophon_events_stream;
+        }
+    }
+--- request
+GET /SophonFace/api/events/stream?userType=9
+--- error_code: 400
+--- scenario: busy_pool
+--- timeout: 30
+--- no_error_log
+[alert]
+[crit]
+[emerg]
 exited on signal
