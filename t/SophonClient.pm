@@ -509,17 +509,20 @@ sub close_rst {
 }
 
 # reads what the sockets of these clients have until each has reached
-# end of file (or $done->() is true), at most $timeout seconds
+# end of file or is $ended->($c) (default: never), or $done->() is true, at
+# most $timeout seconds; $fed->($c) runs after each read and at end of file
 sub http_pump {
-    my ($clients, $timeout, $done) = @_;
+    my ($clients, $timeout, $done, $fed, $ended) = @_;
     my $deadline = now() + $timeout;
 
     while (1) {
-        my @open = grep { !$_->{eof} } @$clients;
-        last if !@open || ($done && $done->()) || now() >= $deadline;
+        my @open = grep { !$_->{eof} && !($ended && $ended->($_)) }
+                        @$clients;
+        my $left = $deadline - now();
+        last if !@open || ($done && $done->()) || $left <= 0;
 
         my $sel = IO::Select->new(map { $_->{sock} } @open);
-        my @ready = $sel->can_read(0.05);
+        my @ready = $sel->can_read($left < 0.05 ? $left : 0.05);
 
         for my $c (@open) {
             next if !grep { $_ == $c->{sock} } @ready;
@@ -534,10 +537,12 @@ sub http_pump {
                 if ($n == 0) {
                     $c->{eof} = now();
                     close $c->{sock};
+                    $fed->($c) if $fed;
                     last;
                 }
                 $c->{first} //= now();
                 $c->{buf} .= $buf;
+                $fed->($c) if $fed;
 
                 # a server as fast as the reader never runs the socket dry:
                 # stop where the caller wants to, not at the end
@@ -1091,41 +1096,13 @@ sub sse_open {
 sub sse_read {
     my ($clients, $timeout, $done) = @_;
     $clients = [ $clients ] if ref $clients eq 'HASH';
-    my $deadline = now() + $timeout;
+    my $ended = sub { $_[0]{complete} };
 
-    while (1) {
-        return 'done' if $done && $done->();
-        my @open = grep { !$_->{eof} && !$_->{complete} } @$clients;
-        return 'eof' if !@open;
-        my $left = $deadline - now();
-        return 'timeout' if $left <= 0;
+    http_pump($clients, $timeout, $done, \&sse_feed, $ended);
 
-        my $sel = IO::Select->new(map { $_->{sock} } @open);
-        my @ready = $sel->can_read($left < 0.05 ? $left : 0.05);
-
-        for my $c (@open) {
-            next if !grep { $_ == $c->{sock} } @ready;
-
-            while (1) {
-                my $n = sysread $c->{sock}, my $buf, 65536;
-                if (!defined $n) {
-                    last if $!{EAGAIN} || $!{EWOULDBLOCK};
-                    $c->{error} = "$!";
-                    $n = 0;
-                }
-                if ($n == 0) {
-                    $c->{eof} = now();
-                    close $c->{sock};
-                    sse_feed($c);
-                    last;
-                }
-                $c->{first} //= now();
-                $c->{buf} .= $buf;
-                sse_feed($c);
-                last if $done && $done->();
-            }
-        }
-    }
+    return 'done' if $done && $done->();
+    return 'eof' if !grep { !$_->{eof} && !$ended->($_) } @$clients;
+    return 'timeout';
 }
 
 # reads until the client has N events (true), or TIMEOUT seconds, or its
