@@ -132,17 +132,6 @@ sub scenario_cut_exiting {
     no_backend_left($name);
 }
 
-# the port of the server with a small send buffer (--- http_config), from
-# nginx.conf: the harness picks it for the block
-sub slow_port {
-    my $conf = server_root() . '/conf/nginx.conf';
-    open my $fh, '<', $conf or die "$conf: $!\n";
-    for (<$fh>) {
-        return $1 if /listen\s+127\.0\.0\.1:(\d+)\s+sndbuf=/;
-    }
-    die "no listen with sndbuf= in $conf\n";
-}
-
 # TEST 2
 sub scenario_slow_exiting {
     my ($block) = @_;
@@ -157,7 +146,8 @@ sub scenario_slow_exiting {
     # 4096, doubled by Linux, not autotuned) hold 16 KB of it: the rest
     # waits in the worker, in its buffers and its temporary file
     my $qs = "per_page=5&page=100&_=slow-exiting";
-    my $c = http_send($qs, rcvbuf => 4096, port => slow_port())
+    my ($slow) = listen_ports('sndbuf=');
+    my $c = http_send($qs, rcvbuf => 4096, port => $slow)
         or die "cannot connect: $!\n";
 
     # a few KB read: the page is under way

@@ -1107,22 +1107,12 @@ sub scenario_max_streams {
 # second and reads again, it is not cut; once the connection is free its
 # events come
 
-sub busy_port {
-    my $conf = server_root() . '/conf/nginx.conf';
-    open my $fh, '<', $conf or die "$conf: $!\n";
-    my @ports;
-    for (<$fh>) {
-        push @ports, $1 if /listen\s+127\.0\.0\.1:(\d+)\s+reuseport/;
-    }
-    return @ports;
-}
-
 sub scenario_busy_pool {
     my ($block) = @_;
     my $name = $block->name;
     my $cam = "$Cam-p";
     my $pos = (-s errlog()) // 0;
-    my @ports = busy_port();
+    my @ports = listen_ports('reuseport');
     my $i = 0;
 
     for my $port (@ports) {
@@ -1220,15 +1210,6 @@ sub scenario_idle {
 # --------------------------------------------------------------------------
 # TEST 10: a client that does not read
 
-sub slow_port {
-    my $conf = server_root() . '/conf/nginx.conf';
-    open my $fh, '<', $conf or die "$conf: $!\n";
-    for (<$fh>) {
-        return $1 if /listen\s+127\.0\.0\.1:(\d+)\s+sndbuf=/;
-    }
-    die "no listen with sndbuf= in $conf\n";
-}
-
 sub scenario_slow {
     my ($block) = @_;
     my $name = $block->name;
@@ -1237,7 +1218,8 @@ sub scenario_slow {
     my $pos = (-s errlog()) // 0;
     my $total = 400;
 
-    my $c = sse_open($qs, rcvbuf => 4096, port => slow_port())
+    my ($slow) = listen_ports('sndbuf=');
+    my $c = sse_open($qs, rcvbuf => 4096, port => $slow)
         or die "cannot connect: $!\n";
     sse_read($c, 5, sub { @{ $c->{blocks} } });
     is(check_start($c), '', "$name - the stream starts");

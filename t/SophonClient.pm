@@ -43,7 +43,7 @@ our @EXPORT_OK = qw(
     served_by slow_read close_rst start_clients stop_clients
     wait_clients stop_all_clients use_scenarios nginx_accepts files_under open_files_under
     lock_table unlock_table lock_held lock_waiters lock_row end_row_lock
-    master_pid alive worker_pids
+    master_pid alive worker_pids listen_ports
 );
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
 
@@ -506,6 +506,20 @@ sub close_rst {
     setsockopt($c->{sock}, SOL_SOCKET, SO_LINGER, pack('ii', 1, 0));
     close $c->{sock};
     $c->{eof} //= now();
+}
+
+# listen_ports(WORD): the ports of the nginx.conf "listen 127.0.0.1:PORT"
+# lines with WORD after them (sndbuf=, reuseport: how a block's own
+# --- http_config marks its servers, whose ports the harness picks), in
+# their order; dies if there is none
+sub listen_ports {
+    my ($word) = @_;
+    my $conf = server_root() . '/conf/nginx.conf';
+    open my $fh, '<', $conf or die "$conf: $!\n";
+    my @ports = map { /listen\s+127\.0\.0\.1:(\d+)\s+\Q$word\E/ ? $1 : () }
+                <$fh>;
+    die "no listen with $word in $conf\n" if !@ports;
+    return @ports;
 }
 
 # reads what the sockets of these clients have until each has reached
