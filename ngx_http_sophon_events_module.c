@@ -16,6 +16,7 @@
 #include "ngx_http_sophon_events_args.h"
 #include "ngx_http_sophon_events_sql.h"
 #include "ngx_http_sophon_events_pool.h"
+#include "ngx_http_sophon_events_cluster.h"
 #include "ngx_http_sophon_events_query.h"
 #include "ngx_http_sophon_events_output.h"
 #include "ngx_http_sophon_events_stream.h"
@@ -23,6 +24,7 @@
 
 typedef struct {
     ngx_array_t     pools;     /* ngx_http_sophon_events_pool_t * */
+    ngx_array_t     servers;   /* ngx_http_sophon_events_server_t * */
 } ngx_http_sophon_events_main_conf_t;
 
 
@@ -50,6 +52,8 @@ static char *ngx_http_sophon_events(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_sophon_events_endpoint(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+static ngx_int_t ngx_http_sophon_events_db_param(
+    ngx_http_sophon_events_pool_t *pool, ngx_str_t *param);
 static char *ngx_http_sophon_events_db(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_sophon_events_drain(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -60,6 +64,14 @@ static void ngx_http_sophon_events_exit_process(ngx_cycle_t *cycle);
 
 static ngx_conf_num_bounds_t  ngx_http_sophon_events_positive = {
     ngx_conf_check_num_bounds, 1, NGX_MAX_INT32_VALUE
+};
+
+
+static ngx_conf_enum_t  ngx_http_sophon_events_read_from[] = {
+    { ngx_string("standby"), NGX_HTTP_SOPHON_EVENTS_READ_STANDBY },
+    { ngx_string("primary"), NGX_HTTP_SOPHON_EVENTS_READ_PRIMARY },
+    { ngx_string("any"), NGX_HTTP_SOPHON_EVENTS_READ_ANY },
+    { ngx_null_string, 0 }
 };
 
 
@@ -90,8 +102,15 @@ static ngx_command_t  ngx_http_sophon_events_commands[] = {
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
       ngx_http_sophon_events_db,
       NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_sophon_events_loc_conf_t, pool),
+      offsetof(ngx_http_sophon_events_loc_conf_t, db),
       NULL },
+
+    { ngx_string("sophon_events_read_from"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_sophon_events_loc_conf_t, read_from),
+      &ngx_http_sophon_events_read_from },
 
     { ngx_string("sophon_events_delete"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
@@ -104,7 +123,7 @@ static ngx_command_t  ngx_http_sophon_events_commands[] = {
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
       ngx_http_sophon_events_db,
       NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_sophon_events_loc_conf_t, delete_pool),
+      offsetof(ngx_http_sophon_events_loc_conf_t, delete_db),
       NULL },
 
     { ngx_string("sophon_events_stream_heartbeat"),
@@ -243,7 +262,8 @@ ngx_module_t  ngx_http_sophon_events_module = {
 enum {
     NGX_HTTP_SOPHON_EVENTS_VAR_ROWS = 0,
     NGX_HTTP_SOPHON_EVENTS_VAR_TOTAL,
-    NGX_HTTP_SOPHON_EVENTS_VAR_DB_TIME
+    NGX_HTTP_SOPHON_EVENTS_VAR_DB_TIME,
+    NGX_HTTP_SOPHON_EVENTS_VAR_SERVER
 };
 
 
@@ -261,6 +281,10 @@ static ngx_http_variable_t  ngx_http_sophon_events_vars[] = {
       ngx_http_sophon_events_variable, NGX_HTTP_SOPHON_EVENTS_VAR_DB_TIME,
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
+    { ngx_string("sophon_events_server"), NULL,
+      ngx_http_sophon_events_variable, NGX_HTTP_SOPHON_EVENTS_VAR_SERVER,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
       ngx_http_null_variable
 };
 
@@ -273,6 +297,9 @@ static ngx_str_t  ngx_http_sophon_events_not_allowed_delete =
 
 static ngx_str_t  ngx_http_sophon_events_no_endpoint =
     ngx_string("no such endpoint");
+
+static ngx_str_t  ngx_http_sophon_events_no_server =
+    ngx_string("no database server is available");
 
 
 static ngx_int_t
@@ -299,7 +326,8 @@ ngx_http_sophon_events_handler(ngx_http_request_t *r)
 
     ctx->request = r;
     ctx->conf = conf;
-    ctx->pool = conf->pool;
+    ctx->cluster = conf->db;
+    ctx->want = conf->read_from;
 
     rc = ngx_http_sophon_events_route(r, ctx, &error);
 
@@ -344,6 +372,17 @@ ngx_http_sophon_events_handler(ngx_http_request_t *r)
         ctx->shape = ngx_http_sophon_events_sql_shape(&ctx->args);
     }
 
+    ctx->pool = ngx_http_sophon_events_cluster_pick(ctx->cluster, ctx->want,
+                                                    &ctx->tried);
+    if (ctx->pool == NULL) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "sophon_events: no database server is available");
+
+        return ngx_http_sophon_events_send_error(r,
+                                      NGX_HTTP_SERVICE_UNAVAILABLE,
+                                      &ngx_http_sophon_events_no_server);
+    }
+
     return ngx_http_sophon_events_start(r, ctx);
 }
 
@@ -369,8 +408,15 @@ ngx_http_sophon_events_route(ngx_http_request_t *r,
             return NGX_HTTP_NOT_ALLOWED;
         }
 
-        ctx->endpoint = conf->stats ? &ngx_http_sophon_events_stats
-                                    : &ngx_http_sophon_events_stream_batch;
+        if (conf->stats) {
+            ctx->endpoint = &ngx_http_sophon_events_stats;
+            return NGX_OK;
+        }
+
+        /* LISTEN runs on the primary only */
+
+        ctx->endpoint = &ngx_http_sophon_events_stream_batch;
+        ctx->want = NGX_HTTP_SOPHON_EVENTS_PRIMARY_ONLY;
         return NGX_OK;
     }
 
@@ -393,7 +439,8 @@ ngx_http_sophon_events_route(ngx_http_request_t *r,
     if (r->method == NGX_HTTP_DELETE && conf->delete == 1) {
         ctx->endpoint = &ngx_http_sophon_events_delete;
         ctx->shape = NGX_HTTP_SOPHON_EVENTS_SHAPE_DELETE;
-        ctx->pool = conf->delete_pool;
+        ctx->cluster = conf->delete_db;
+        ctx->want = NGX_HTTP_SOPHON_EVENTS_PRIMARY_ONLY;
         return NGX_OK;
     }
 
@@ -584,8 +631,20 @@ ngx_http_sophon_events_variable(ngx_http_request_t *r,
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_sophon_events_module);
 
-    if (ctx == NULL) {
+    if (ctx == NULL
+        || (data == NGX_HTTP_SOPHON_EVENTS_VAR_SERVER && ctx->pool == NULL))
+    {
         v->not_found = 1;
+        return NGX_OK;
+    }
+
+    if (data == NGX_HTTP_SOPHON_EVENTS_VAR_SERVER) {
+        /* the server the request went to last */
+        v->data = ctx->pool->name.data;
+        v->len = ctx->pool->name.len;
+        v->valid = 1;
+        v->no_cacheable = 1;
+        v->not_found = 0;
         return NGX_OK;
     }
 
@@ -651,7 +710,10 @@ ngx_http_sophon_events_create_main_conf(ngx_conf_t *cf)
 
     if (ngx_array_init(&smcf->pools, cf->pool, 4,
                        sizeof(ngx_http_sophon_events_pool_t *))
-        != NGX_OK)
+        != NGX_OK
+        || ngx_array_init(&smcf->servers, cf->pool, 4,
+                          sizeof(ngx_http_sophon_events_server_t *))
+           != NGX_OK)
     {
         return NULL;
     }
@@ -680,9 +742,10 @@ ngx_http_sophon_events_create_loc_conf(ngx_conf_t *cf)
     conf->enable = NGX_CONF_UNSET;
     conf->stream = NGX_CONF_UNSET;
     conf->stats = NGX_CONF_UNSET;
-    conf->pool = NGX_CONF_UNSET_PTR;
+    conf->db = NGX_CONF_UNSET_PTR;
+    conf->read_from = NGX_CONF_UNSET_UINT;
     conf->delete = NGX_CONF_UNSET;
-    conf->delete_pool = NGX_CONF_UNSET_PTR;
+    conf->delete_db = NGX_CONF_UNSET_PTR;
     conf->stream_heartbeat = NGX_CONF_UNSET_MSEC;
     conf->stream_poll = NGX_CONF_UNSET_MSEC;
     conf->max_streams = NGX_CONF_UNSET_UINT;
@@ -708,12 +771,17 @@ ngx_http_sophon_events_merge_loc_conf(ngx_conf_t *cf, void *parent,
     ngx_http_sophon_events_loc_conf_t  *prev = parent;
     ngx_http_sophon_events_loc_conf_t  *conf = child;
 
+    ngx_uint_t                       i;
+    ngx_http_sophon_events_pool_t  **server;
+
     ngx_conf_merge_value(conf->enable, prev->enable, 0);
     ngx_conf_merge_value(conf->stream, prev->stream, 0);
     ngx_conf_merge_value(conf->stats, prev->stats, 0);
-    ngx_conf_merge_ptr_value(conf->pool, prev->pool, NULL);
+    ngx_conf_merge_ptr_value(conf->db, prev->db, NULL);
+    ngx_conf_merge_uint_value(conf->read_from, prev->read_from,
+                              NGX_HTTP_SOPHON_EVENTS_READ_STANDBY);
     ngx_conf_merge_value(conf->delete, prev->delete, 0);
-    ngx_conf_merge_ptr_value(conf->delete_pool, prev->delete_pool, NULL);
+    ngx_conf_merge_ptr_value(conf->delete_db, prev->delete_db, NULL);
 
     ngx_conf_merge_msec_value(conf->stream_heartbeat, prev->stream_heartbeat,
                               15000);
@@ -755,25 +823,46 @@ ngx_http_sophon_events_merge_loc_conf(ngx_conf_t *cf, void *parent,
         return NGX_CONF_OK;
     }
 
-    if (conf->pool == NULL) {
+    if (conf->db == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"sophon_events\" needs \"sophon_events_db\"");
         return NGX_CONF_ERROR;
     }
 
-    if (conf->stream && conf->pool->max_connections < 2) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"sophon_events_stream\" needs connections=2 at "
-                           "least in \"sophon_events_db\": one listens");
-        return NGX_CONF_ERROR;
+    server = conf->db->servers.elts;
+
+    for (i = 0; i < conf->db->servers.nelts; i++) {
+        if (server[i]->connect_timeout == 0) {
+            /* the probe's, of the first location that uses it */
+            server[i]->connect_timeout = conf->connect_timeout;
+        }
     }
 
-    if (conf->delete == 1 && conf->delete_pool == NULL) {
+    for (i = 0; conf->stream && i < conf->db->servers.nelts; i++) {
+        if (server[i]->max_connections < 2) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"sophon_events_stream\" needs connections=2 "
+                               "at least in \"sophon_events_db\": one listens");
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (conf->delete == 1 && conf->delete_db == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"sophon_events_delete on\" needs "
                            "\"sophon_events_delete_db\", with a role that "
                            "may delete");
         return NGX_CONF_ERROR;
+    }
+
+    if (conf->delete == 1) {
+        server = conf->delete_db->servers.elts;
+
+        for (i = 0; i < conf->delete_db->servers.nelts; i++) {
+            if (server[i]->connect_timeout == 0) {
+                server[i]->connect_timeout = conf->connect_timeout;
+            }
+        }
     }
 
     if (conf->limits.per_page_default > conf->limits.per_page_max) {
@@ -847,23 +936,42 @@ ngx_http_sophon_events_endpoint(ngx_conf_t *cf, ngx_command_t *cmd,
 
 /*
  * sophon_events_db "conninfo" [connections=N] [queue=N]
- *                  [queue_timeout=TIME] [idle_timeout=TIME];
+ *                  [queue_timeout=TIME] [idle_timeout=TIME]
+ *                  [max_fails=N] [fail_timeout=TIME] [max_lag=TIME];
+ *
+ * Given again in the same block, it adds a server of the same cluster,
+ * as "server" does in an upstream block.
  */
 
 static char *
 ngx_http_sophon_events_db(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    ngx_int_t                            n;
-    ngx_str_t                           *value, s;
-    ngx_msec_t                           ms;
+    ngx_str_t                           *value;
     ngx_uint_t                           i;
-    ngx_http_sophon_events_pool_t       *pool, **pp, **field;
+    ngx_http_sophon_events_pool_t       *pool, **pp, **server;
+    ngx_http_sophon_events_cluster_t    *cluster, **field;
     ngx_http_sophon_events_main_conf_t  *smcf;
 
-    field = (ngx_http_sophon_events_pool_t **) ((char *) conf + cmd->offset);
+    field = (ngx_http_sophon_events_cluster_t **) ((char *) conf
+                                                   + cmd->offset);
+    cluster = *field;
 
-    if (*field != NGX_CONF_UNSET_PTR) {
-        return "is duplicate";
+    if (cluster == NGX_CONF_UNSET_PTR) {
+        cluster = ngx_pcalloc(cf->pool,
+                              sizeof(ngx_http_sophon_events_cluster_t));
+        if (cluster == NULL
+            || ngx_array_init(&cluster->servers, cf->pool, 2,
+                              sizeof(ngx_http_sophon_events_pool_t *))
+               != NGX_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+
+        *field = cluster;
+    }
+
+    if (cluster->servers.nelts == NGX_HTTP_SOPHON_EVENTS_MAX_SERVERS) {
+        return "has too many servers";
     }
 
     value = cf->args->elts;
@@ -881,56 +989,15 @@ ngx_http_sophon_events_db(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     pool->max_waiting = 64;
     pool->wait_timeout = 3000;
     pool->idle_timeout = 60000;
+    pool->max_fails = 1;
+    pool->fail_timeout = 10;
 
     for (i = 2; i < cf->args->nelts; i++) {
-
-        if (ngx_strncmp(value[i].data, "connections=", 12) == 0) {
-            n = ngx_atoi(value[i].data + 12, value[i].len - 12);
-            if (n == NGX_ERROR || n == 0) {
-                goto invalid;
-            }
-
-            pool->max_connections = n;
-            continue;
+        if (ngx_http_sophon_events_db_param(pool, &value[i]) != NGX_OK) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\"", &value[i]);
+            return NGX_CONF_ERROR;
         }
-
-        if (ngx_strncmp(value[i].data, "queue=", 6) == 0) {
-            n = ngx_atoi(value[i].data + 6, value[i].len - 6);
-            if (n == NGX_ERROR) {
-                goto invalid;
-            }
-
-            pool->max_waiting = n;
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "queue_timeout=", 14) == 0) {
-            s.data = value[i].data + 14;
-            s.len = value[i].len - 14;
-
-            ms = ngx_parse_time(&s, 0);
-            if (ms == (ngx_msec_t) NGX_ERROR || ms == 0) {
-                goto invalid;
-            }
-
-            pool->wait_timeout = ms;
-            continue;
-        }
-
-        if (ngx_strncmp(value[i].data, "idle_timeout=", 13) == 0) {
-            s.data = value[i].data + 13;
-            s.len = value[i].len - 13;
-
-            ms = ngx_parse_time(&s, 0);
-            if (ms == (ngx_msec_t) NGX_ERROR || ms == 0) {
-                goto invalid;
-            }
-
-            pool->idle_timeout = ms;
-            continue;
-        }
-
-        goto invalid;
     }
 
     smcf = ngx_http_conf_get_module_main_conf(cf,
@@ -942,16 +1009,118 @@ ngx_http_sophon_events_db(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     *pp = pool;
-    *field = pool;
+
+    pool->server = ngx_http_sophon_events_server(cf, &smcf->servers,
+                                                 &pool->name);
+    if (pool->server == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    pp = ngx_array_push(&cluster->servers);
+    if (pp == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *pp = pool;
+
+    /* among others: its health and role count */
+
+    if (cluster->servers.nelts > 1) {
+        server = cluster->servers.elts;
+
+        for (i = 0; i < cluster->servers.nelts; i++) {
+            server[i]->several = 1;
+        }
+    }
 
     return NGX_CONF_OK;
+}
 
-invalid:
 
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "invalid parameter \"%V\"", &value[i]);
+static ngx_int_t
+ngx_http_sophon_events_db_param(ngx_http_sophon_events_pool_t *pool,
+    ngx_str_t *param)
+{
+    ngx_int_t    n;
+    ngx_str_t    s;
+    ngx_msec_t   ms;
+    ngx_uint_t   i;
 
-    return NGX_CONF_ERROR;
+    static ngx_str_t  counts[] = {
+        ngx_string("connections="),
+        ngx_string("queue="),
+        ngx_string("max_fails=")
+    };
+
+    static ngx_str_t  times[] = {
+        ngx_string("queue_timeout="),
+        ngx_string("idle_timeout="),
+        ngx_string("fail_timeout="),
+        ngx_string("max_lag=")
+    };
+
+    for (i = 0; i < sizeof(counts) / sizeof(ngx_str_t); i++) {
+        if (param->len <= counts[i].len
+            || ngx_strncmp(param->data, counts[i].data, counts[i].len) != 0)
+        {
+            continue;
+        }
+
+        n = ngx_atoi(param->data + counts[i].len, param->len - counts[i].len);
+        if (n == NGX_ERROR || (i == 0 && n == 0)) {
+            return NGX_ERROR;
+        }
+
+        switch (i) {
+        case 0:
+            pool->max_connections = n;
+            break;
+        case 1:
+            pool->max_waiting = n;
+            break;
+        default:
+            pool->max_fails = n;
+            break;
+        }
+
+        return NGX_OK;
+    }
+
+    for (i = 0; i < sizeof(times) / sizeof(ngx_str_t); i++) {
+        if (param->len <= times[i].len
+            || ngx_strncmp(param->data, times[i].data, times[i].len) != 0)
+        {
+            continue;
+        }
+
+        s.data = param->data + times[i].len;
+        s.len = param->len - times[i].len;
+
+        ms = ngx_parse_time(&s, 0);
+        if (ms == (ngx_msec_t) NGX_ERROR || ms == 0) {
+            return NGX_ERROR;
+        }
+
+        switch (i) {
+        case 0:
+            pool->wait_timeout = ms;
+            break;
+        case 1:
+            pool->idle_timeout = ms;
+            break;
+        case 2:
+            /* whole seconds, as the server's health is kept */
+            pool->fail_timeout = (ms + 999) / 1000;
+            break;
+        default:
+            pool->max_lag = ms;
+            break;
+        }
+
+        return NGX_OK;
+    }
+
+    return NGX_ERROR;
 }
 
 
@@ -995,7 +1164,8 @@ ngx_http_sophon_events_drain(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
 /*
  * libpq's sockets are watched edge-triggered: with select or poll an idle,
- * always writable database socket would spin the worker.
+ * always writable database socket would spin the worker.  Each worker
+ * then probes the servers of its clusters of several (cluster.c).
  */
 
 static ngx_int_t
@@ -1006,17 +1176,19 @@ ngx_http_sophon_events_init_process(ngx_cycle_t *cycle)
     smcf = ngx_http_cycle_get_module_main_conf(cycle,
                                                ngx_http_sophon_events_module);
 
-    if (smcf == NULL || smcf->pools.nelts == 0
-        || (ngx_event_flags & NGX_USE_CLEAR_EVENT))
-    {
+    if (smcf == NULL || smcf->pools.nelts == 0) {
         return NGX_OK;
     }
 
-    ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
-                  "sophon_events needs an edge-triggered event method "
-                  "(epoll, kqueue)");
+    if (!(ngx_event_flags & NGX_USE_CLEAR_EVENT)) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "sophon_events needs an edge-triggered event method "
+                      "(epoll, kqueue)");
+        return NGX_ERROR;
+    }
 
-    return NGX_ERROR;
+    return ngx_http_sophon_events_cluster_init_process(cycle, &smcf->servers,
+                                                       &smcf->pools);
 }
 
 

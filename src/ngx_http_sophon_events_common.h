@@ -83,17 +83,24 @@ typedef struct ngx_http_sophon_events_ctx_s    ngx_http_sophon_events_ctx_t;
 typedef struct ngx_http_sophon_events_endpoint_s
     ngx_http_sophon_events_endpoint_t;
 typedef struct ngx_http_sophon_events_stream_s ngx_http_sophon_events_stream_t;
+typedef struct ngx_http_sophon_events_cluster_s
+    ngx_http_sophon_events_cluster_t;
+typedef struct ngx_http_sophon_events_server_s
+    ngx_http_sophon_events_server_t;
 
 
 typedef struct {
     ngx_flag_t                      enable;
     ngx_flag_t                      stream;
     ngx_flag_t                      stats;
-    ngx_http_sophon_events_pool_t  *pool;
 
-    /* DELETE: off unless enabled, on a pool of a role that may delete */
+    /* the servers, and which of them reads go to */
+    ngx_http_sophon_events_cluster_t  *db;
+    ngx_uint_t                      read_from;
+
+    /* DELETE: off unless enabled, on servers with a role that may delete */
     ngx_flag_t                      delete;
-    ngx_http_sophon_events_pool_t  *delete_pool;
+    ngx_http_sophon_events_cluster_t  *delete_db;
 
     ngx_msec_t                      stream_heartbeat;
     ngx_msec_t                      stream_poll;
@@ -142,7 +149,10 @@ struct ngx_http_sophon_events_ctx_s {
     ngx_uint_t                             group_by;   /* stats */
     ngx_http_sophon_events_stream_t       *stream;
 
-    /* the database side */
+    /* the database side: the servers, the one in use, those tried */
+    ngx_http_sophon_events_cluster_t      *cluster;
+    ngx_uint_t                             want;
+    ngx_uint_t                             tried;
     ngx_http_sophon_events_pool_t         *pool;
     ngx_http_sophon_events_waiter_t        waiter;
     ngx_http_sophon_events_query_t        *query;      /* being read */

@@ -24,6 +24,7 @@
 
 
 #include "ngx_http_sophon_events_pool.h"
+#include "ngx_http_sophon_events_cluster.h"
 
 #include <poll.h>
 
@@ -36,6 +37,8 @@ static ngx_int_t ngx_http_sophon_events_pool_check(ngx_conf_t *cf,
     PQconninfoOption *opts);
 static ngx_int_t ngx_http_sophon_events_pool_check_host(ngx_conf_t *cf,
     const char *host);
+static ngx_int_t ngx_http_sophon_events_pool_name(ngx_conf_t *cf,
+    ngx_http_sophon_events_pool_t *pool, PQconninfoOption *opts);
 static const char *ngx_http_sophon_events_pool_value(PQconninfoOption *opts,
     const char *keyword);
 static ngx_int_t ngx_http_sophon_events_pool_param(ngx_conf_t *cf,
@@ -52,6 +55,8 @@ static void ngx_http_sophon_events_pool_give(
 static void ngx_http_sophon_events_pool_wake(
     ngx_http_sophon_events_pool_t *pool,
     ngx_http_sophon_events_conn_t *conn);
+static void ngx_http_sophon_events_pool_fail_waiting(
+    ngx_http_sophon_events_pool_t *pool);
 static void ngx_http_sophon_events_pool_serve_waiting(
     ngx_http_sophon_events_pool_t *pool);
 static ngx_int_t ngx_http_sophon_events_conn_open(
@@ -123,7 +128,9 @@ ngx_http_sophon_events_pool_create(ngx_conf_t *cf, ngx_str_t *conninfo)
         return NULL;
     }
 
-    if (ngx_http_sophon_events_pool_check(cf, opts) != NGX_OK) {
+    if (ngx_http_sophon_events_pool_check(cf, opts) != NGX_OK
+        || ngx_http_sophon_events_pool_name(cf, pool, opts) != NGX_OK)
+    {
         goto failed;
     }
 
@@ -361,6 +368,46 @@ ngx_http_sophon_events_pool_check_host(ngx_conf_t *cf, const char *host)
 }
 
 
+/* "host:port" as libpq will reach it, for the log and a variable */
+
+static ngx_int_t
+ngx_http_sophon_events_pool_name(ngx_conf_t *cf,
+    ngx_http_sophon_events_pool_t *pool, PQconninfoOption *opts)
+{
+    u_char      *p;
+    size_t       len;
+    const char  *host, *port;
+
+    host = ngx_http_sophon_events_pool_value(opts, "hostaddr");
+
+    if (host == NULL) {
+        host = ngx_http_sophon_events_pool_value(opts, "host");
+    }
+
+    if (host == NULL) {
+        host = "localhost";
+    }
+
+    port = ngx_http_sophon_events_pool_value(opts, "port");
+
+    if (port == NULL) {
+        port = "5432";
+    }
+
+    len = ngx_strlen(host) + 1 + ngx_strlen(port);
+
+    p = ngx_pnalloc(cf->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    pool->name.data = p;
+    pool->name.len = ngx_sprintf(p, "%s:%s", host, port) - p;
+
+    return NGX_OK;
+}
+
+
 static const char *
 ngx_http_sophon_events_pool_value(PQconninfoOption *opts, const char *keyword)
 {
@@ -503,8 +550,15 @@ ngx_http_sophon_events_pool_acquire(ngx_http_sophon_events_pool_t *pool,
     pool->nwaiting++;
     waiter->queued = 1;
 
+    /*
+     * Among several servers the connect's own timeout fires first, so
+     * that the request is woken to try another one, not failed.
+     */
+
     ngx_add_timer(&waiter->event,
-                  open ? ngx_max(pool->wait_timeout, waiter->connect_timeout)
+                  open ? ngx_max(pool->wait_timeout,
+                                 waiter->connect_timeout
+                                 + (pool->several ? 100 : 0))
                        : pool->wait_timeout);
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, log, 0,
@@ -517,6 +571,11 @@ ngx_http_sophon_events_pool_acquire(ngx_http_sophon_events_pool_t *pool,
            != NGX_OK)
     {
         ngx_http_sophon_events_pool_abandon(pool, waiter);
+
+        if (ngx_http_sophon_events_server_failed(pool, log)) {
+            ngx_http_sophon_events_pool_fail_waiting(pool);
+        }
+
         return NGX_ERROR;
     }
 
@@ -571,6 +630,14 @@ ngx_http_sophon_events_pool_release(ngx_http_sophon_events_conn_t *conn,
      * result left unread, no transaction open.  Anything else is closed:
      * the server ends whatever it was doing when the socket goes away.
      */
+
+    if (PQstatus(conn->pg) != CONNECTION_OK) {
+        (void) ngx_http_sophon_events_server_failed(pool,
+                                                    conn->connection->log);
+
+    } else {
+        ngx_http_sophon_events_server_role(pool, conn->pg);
+    }
 
     if (!reusable
         || ngx_exiting
@@ -727,6 +794,12 @@ ngx_http_sophon_events_pool_serve_waiting(ngx_http_sophon_events_pool_t *pool)
         {
             /* the waiting request would fail the same way now */
             ngx_http_sophon_events_pool_wake(pool, NULL);
+
+            if (ngx_http_sophon_events_server_failed(pool,
+                                                     waiter->event.log))
+            {
+                ngx_http_sophon_events_pool_fail_waiting(pool);
+            }
         }
     }
 }
@@ -1129,6 +1202,8 @@ ngx_http_sophon_events_conn_connect(ngx_http_sophon_events_conn_t *conn)
     conn->pool->nconnecting--;
     conn->state = NGX_HTTP_SOPHON_EVENTS_ACTIVE;
 
+    ngx_http_sophon_events_server_up(conn->pool, conn->pg);
+
     ngx_http_sophon_events_pool_give(conn);
 }
 
@@ -1187,15 +1262,33 @@ ngx_http_sophon_events_conn_failed(ngx_http_sophon_events_conn_t *conn,
     }
 
     ngx_log_error(NGX_LOG_ERR, log, 0,
-                  "sophon_events: cannot connect to the database: %s", why);
+                  "sophon_events: cannot connect to the database: %s, "
+                  "server: %V", why, &pool->name);
 
     ngx_http_sophon_events_conn_close(conn);
+
+    if (ngx_http_sophon_events_server_failed(pool, log)) {
+        /* left out: all who wait for it go to another server */
+        ngx_http_sophon_events_pool_fail_waiting(pool);
+        return;
+    }
 
     if (!ngx_queue_empty(&pool->waiting)) {
         ngx_http_sophon_events_pool_wake(pool, NULL);
     }
 
     ngx_http_sophon_events_pool_serve_waiting(pool);
+}
+
+
+/* every waiting request is woken without a connection */
+
+static void
+ngx_http_sophon_events_pool_fail_waiting(ngx_http_sophon_events_pool_t *pool)
+{
+    while (!ngx_queue_empty(&pool->waiting)) {
+        ngx_http_sophon_events_pool_wake(pool, NULL);
+    }
 }
 
 

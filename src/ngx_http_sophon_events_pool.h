@@ -43,6 +43,20 @@ struct ngx_http_sophon_events_pool_s {
 
     /* this worker's streams on this server, and its listening connection */
     ngx_http_sophon_events_listener_t *listener;
+
+    /*
+     * The server among others of its cluster (cluster.c): its name, for
+     * the log and $sophon_events_server, what this worker knows of it,
+     * shared by every pool of the same host:port, and this directive's
+     * parameters.  A location's only server is always used.
+     */
+    ngx_str_t                          name;        /* host:port */
+    ngx_http_sophon_events_server_t   *server;
+    ngx_uint_t                         max_fails;
+    time_t                             fail_timeout;
+    ngx_msec_t                         max_lag;     /* 0: any */
+    ngx_msec_t                         connect_timeout;
+    unsigned                           several:1;   /* not alone */
 };
 
 

@@ -28,6 +28,7 @@
 
 #include "ngx_http_sophon_events_query.h"
 #include "ngx_http_sophon_events_pool.h"
+#include "ngx_http_sophon_events_cluster.h"
 #include "ngx_http_sophon_events_sql.h"
 #include "ngx_http_sophon_events_output.h"
 #include "ngx_http_sophon_events_stream.h"
@@ -82,6 +83,8 @@ static void ngx_http_sophon_events_query_done(
 static void ngx_http_sophon_events_query_abort(
     ngx_http_sophon_events_query_t *q, ngx_uint_t status,
     const char *reason);
+static ngx_uint_t ngx_http_sophon_events_query_next_server(
+    ngx_http_sophon_events_ctx_t *ctx, const char *why);
 static void ngx_http_sophon_events_query_end(
     ngx_http_sophon_events_query_t *q, ngx_uint_t reusable);
 static void ngx_http_sophon_events_query_output_failed(
@@ -135,11 +138,53 @@ ngx_http_sophon_events_query_start(ngx_http_sophon_events_ctx_t *ctx)
         break;
 
     default:
+        if (ngx_http_sophon_events_query_next_server(ctx,
+                                      "no database connection can be opened"))
+        {
+            break;
+        }
+
         ngx_http_sophon_events_request_failed(ctx, NGX_LOG_ERR,
                                     NGX_HTTP_SERVICE_UNAVAILABLE,
                                     "no database connection can be opened");
         break;
     }
+}
+
+
+/*
+ * No connection to the server could be had (none could be opened, none
+ * came free in time, or it turned out a standby for a write): a request
+ * that sent nothing yet goes to the next healthy server of the cluster,
+ * as proxy_next_upstream would send it.  A stream stays where it listens.
+ */
+
+static ngx_uint_t
+ngx_http_sophon_events_query_next_server(ngx_http_sophon_events_ctx_t *ctx,
+    const char *why)
+{
+    ngx_http_sophon_events_pool_t  *pool;
+
+    if (ctx->stream) {
+        return 0;
+    }
+
+    pool = ngx_http_sophon_events_cluster_pick(ctx->cluster, ctx->want,
+                                               &ctx->tried);
+    if (pool == NULL) {
+        return 0;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, ctx->request->connection->log, 0,
+                  "sophon_events: trying database server %V instead of %V: "
+                  "%s", &pool->name, &ctx->pool->name, why);
+
+    ngx_http_sophon_events_pool_abandon(ctx->pool, &ctx->waiter);
+    ctx->pool = pool;
+
+    ngx_http_sophon_events_query_start(ctx);
+
+    return 1;
 }
 
 
@@ -161,11 +206,23 @@ ngx_http_sophon_events_query_wait_handler(ngx_event_t *ev)
 
     } else if (ev->timedout) {
         ev->timedout = 0;
-        ngx_http_sophon_events_request_failed(ctx, NGX_LOG_ERR,
+
+        if (!ngx_http_sophon_events_query_next_server(ctx,
+                                "no database connection came free in time"))
+        {
+            ngx_http_sophon_events_request_failed(ctx, NGX_LOG_ERR,
                                 NGX_HTTP_SERVICE_UNAVAILABLE,
                                 "no database connection came free in time");
+        }
 
     } else if (ctx->waiter.conn == NULL) {
+        if (ngx_http_sophon_events_query_next_server(ctx,
+                                      "no database connection can be opened"))
+        {
+            ngx_http_run_posted_requests(c);
+            return;
+        }
+
         ngx_http_sophon_events_request_failed(ctx, NGX_LOG_ERR,
                                 NGX_HTTP_SERVICE_UNAVAILABLE,
                                 "no database connection can be opened");
@@ -186,6 +243,28 @@ ngx_http_sophon_events_query_send(ngx_http_sophon_events_ctx_t *ctx)
 
     conn = ctx->waiter.conn;
     ctx->waiter.conn = NULL;
+
+    /*
+     * A write's server was the primary when it was picked; a promotion
+     * elsewhere may have made it a standby since.  Its connection says.
+     */
+
+    if (ctx->want == NGX_HTTP_SOPHON_EVENTS_PRIMARY_ONLY
+        && ctx->stream == NULL
+        && ngx_http_sophon_events_server_standby_now(conn))
+    {
+        ngx_http_sophon_events_pool_release(conn, 1);
+
+        if (!ngx_http_sophon_events_query_next_server(ctx,
+                                                "it is a standby now"))
+        {
+            ngx_http_sophon_events_request_failed(ctx, NGX_LOG_ERR,
+                                   NGX_HTTP_SERVICE_UNAVAILABLE,
+                                   "no primary database server is available");
+        }
+
+        return;
+    }
 
     q = ngx_calloc(sizeof(ngx_http_sophon_events_query_t),
                    ctx->request->connection->log);

@@ -60,6 +60,7 @@
 #include "ngx_http_sophon_events_query.h"
 #include "ngx_http_sophon_events_output.h"
 #include "ngx_http_sophon_events_pool.h"
+#include "ngx_http_sophon_events_cluster.h"
 #include "ngx_http_sophon_events_stream.h"
 #include "ngx_http_sophon_events_stream_cursor.h"
 
@@ -218,7 +219,7 @@ static ngx_int_t ngx_http_sophon_events_stream_id(
 static ngx_int_t ngx_http_sophon_events_stream_json_id(
     ngx_http_sophon_events_ctx_t *ctx, u_char *id, size_t len);
 static void ngx_http_sophon_events_stream_end(
-    ngx_http_sophon_events_stream_t *st);
+    ngx_http_sophon_events_stream_t *st, const char *why);
 
 static ngx_int_t ngx_http_sophon_events_batch_stmt(
     ngx_http_sophon_events_ctx_t *ctx, ngx_http_sophon_events_stmt_t *stmt);
@@ -1914,7 +1915,8 @@ ngx_http_sophon_events_stream_done(ngx_http_sophon_events_stream_t *st,
 /* the stream ends cleanly: the last chunk, and the client resumes */
 
 static void
-ngx_http_sophon_events_stream_end(ngx_http_sophon_events_stream_t *st)
+ngx_http_sophon_events_stream_end(ngx_http_sophon_events_stream_t *st,
+    const char *why)
 {
     ngx_int_t                      rc;
     ngx_http_sophon_events_ctx_t  *ctx;
@@ -1922,7 +1924,7 @@ ngx_http_sophon_events_stream_end(ngx_http_sophon_events_stream_t *st)
     ctx = st->ctx;
 
     ngx_log_error(NGX_LOG_INFO, ctx->request->connection->log, 0,
-                  "sophon_events: stream ended, nginx is shutting down");
+                  "sophon_events: stream ended, %s", why);
 
     ngx_http_sophon_events_query_detach(ctx);
     ngx_http_sophon_events_stream_stop(st);
@@ -2258,12 +2260,14 @@ ngx_http_sophon_events_listen_retry(ngx_event_t *ev)
 /*
  * An exiting worker (reload, graceful stop) ends its streams: the timer
  * is cancelable, so it does not keep the worker, but the streams'
- * heartbeats do until it has run.
+ * heartbeats do until it has run.  So do the streams of a server that is
+ * a standby now (a failover): they resume on the primary.
  */
 
 static void
 ngx_http_sophon_events_listen_watch(ngx_event_t *ev)
 {
+    const char                         *why;
     ngx_queue_t                        *q, *next;
     ngx_connection_t                   *c;
     ngx_http_sophon_events_stream_t    *st;
@@ -2271,7 +2275,13 @@ ngx_http_sophon_events_listen_watch(ngx_event_t *ev)
 
     ls = ev->data;
 
-    if (!ngx_exiting) {
+    if (ngx_exiting) {
+        why = "nginx is shutting down";
+
+    } else if (ngx_http_sophon_events_server_standby(ls->pool)) {
+        why = "its database server is a standby now";
+
+    } else {
         ngx_add_timer(ev, NGX_HTTP_SOPHON_EVENTS_WATCH);
         return;
     }
@@ -2289,7 +2299,7 @@ ngx_http_sophon_events_listen_watch(ngx_event_t *ev)
             continue;
         }
 
-        ngx_http_sophon_events_stream_end(st);
+        ngx_http_sophon_events_stream_end(st, why);
 
         /* a timer's handler: nothing else runs what the end posted */
         ngx_http_run_posted_requests(c);
