@@ -1245,6 +1245,7 @@ sub sse_line {
         $c->{last_id} = $c->{id_buffer} // $c->{last_id};
         my $raw = $c->{block};
         push @{ $c->{blocks} }, $raw;
+        push @{ $c->{block_at} }, now();
         if (defined $c->{data}) {
             push @{ $c->{events} }, {
                 id => $c->{id}, last_id => $c->{last_id},
