@@ -114,13 +114,40 @@ BEGIN
 END
 $$;
 
+-- The document's "timestamp", the key the table is partitioned by (below,
+-- "Partitions and retention").  A partition key cannot be a column that a
+-- trigger fills (the row is routed before the trigger runs) nor a
+-- generated column, so it is this expression of the document.  The
+-- trigger's json_to_record() reads the same value into ts: the same text
+-- through the same float8 input, a repeated key's last value for both
+-- (t/029 checks them equal), so a row's ts and key are one value without
+-- a second read of the document.
+CREATE OR REPLACE FUNCTION sophon_events_doc_ts(doc json)
+RETURNS double precision LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN (doc ->> 'timestamp')::double precision;
+
+-- Pins this transaction's search_path to the schema this script creates
+-- in, then pg_temp, named last: a function created after it with SET
+-- search_path FROM CURRENT resolves its names there, whatever its
+-- caller's (see the counts' functions).  For the rest of the transaction
+-- only: each transaction below that creates such functions calls it.
+CREATE OR REPLACE FUNCTION sophon_events_pin_search_path()
+RETURNS text LANGUAGE sql AS $$
+    SELECT set_config('search_path',
+                      format('%I, pg_temp', current_schema()), true)
+$$;
+
+-- the names the trigger reads are this script's schema's, whatever the
+-- writer's search_path
+DO $$ BEGIN PERFORM sophon_events_pin_search_path(); END $$;
+
 -- The columns of a document, read in one pass over its top level and one
 -- over "common" (json_to_record): casting the whole document to jsonb
 -- instead would convert the 512 numbers of the feature for nothing, and
 -- cost 30% more per insert.  An UPDATE of doc refills them; one that sets
 -- a column alone gets the document's value back.
 CREATE OR REPLACE FUNCTION sophon_events_fields()
-RETURNS trigger LANGUAGE plpgsql AS $$
+RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
     top  record;
     c    record;
@@ -141,6 +168,18 @@ BEGIN
 
     NEW.id := top._id;
     NEW.ts := top.timestamp;
+
+    -- a partition's own unique index sees its month only: the others are
+    -- looked at here (README, "Partitions and retention")
+    IF TG_TABLE_NAME <> 'sophon_events'
+       AND (TG_OP = 'INSERT' OR NEW.id IS DISTINCT FROM OLD.id)
+       AND EXISTS (SELECT FROM sophon_events e WHERE e.id = NEW.id)
+    THEN
+        RAISE unique_violation USING
+            MESSAGE = format('duplicate key value violates unique'
+                             ' constraint "sophon_events_pkey"'),
+            DETAIL = format('Key (id)=(%s) already exists.', NEW.id);
+    END IF;
 
     IF json_typeof(top.common) = 'object' THEN
         SELECT * INTO c
@@ -402,14 +441,9 @@ CREATE INDEX IF NOT EXISTS sophon_event_identities_name
 -- pg_catalog is not named, so it is searched first and no function of the
 -- schema can stand in for a built-in one; naming it first would also make
 -- it the schema that CREATE FUNCTION creates in.
-DO $$
-BEGIN
-    -- for the rest of this transaction only; SET ... FROM CURRENT below
-    -- copies it into the functions
-    PERFORM set_config('search_path',
-                       format('%I, pg_temp', current_schema()), true);
-END
-$$;
+-- for the rest of this transaction only; SET ... FROM CURRENT below
+-- copies it into the functions
+DO $$ BEGIN PERFORM sophon_events_pin_search_path(); END $$;
 
 -- adds the statement's rows (new_rows) and takes away the rows it removed
 -- (old_rows) from the four counts.  Every writing statement locks counters
@@ -1334,12 +1368,7 @@ BEGIN;
 
 -- the definer function below resolves its names here, not in a schema its
 -- caller puts first (see the counts' functions above)
-DO $$
-BEGIN
-    PERFORM set_config('search_path',
-                       format('%I, pg_temp', current_schema()), true);
-END
-$$;
+DO $$ BEGIN PERFORM sophon_events_pin_search_path(); END $$;
 
 CREATE TABLE IF NOT EXISTS sophon_event_deletions (
     xid             xid8 NOT NULL,
@@ -1367,6 +1396,11 @@ CREATE OR REPLACE FUNCTION sophon_events_record_deletions()
 RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER
 SET search_path FROM CURRENT AS $$
 BEGIN
+    -- sophon_events_expire() and the moves into a new month's partition
+    IF current_setting('sophon_events.maintenance', true) = 'on' THEN
+        RETURN NULL;
+    END IF;
+
     INSERT INTO sophon_event_deletions (xid, id, ts, identity_id,
            identity_name, person_type, score, group_id, device_id, room)
     SELECT pg_current_xact_id(), id, ts, identity_id, identity_name,
@@ -1436,3 +1470,424 @@ BEGIN
     END IF;
 END
 $$;
+
+
+-- Partitions and retention (README, "Partitions and retention").
+--
+-- sophon_events is partitioned by month of the documents' "timestamp"
+-- (the key sophon_events_doc_ts(doc), equal to ts): sophon_events_YYYY_MM
+-- holds [its month's first second, the next one's) in UTC, one contiguous
+-- run of months, and sophon_events_other (the default partition) what
+-- falls outside them (events older than the first month, far in the
+-- future, NaN).  Months, not days: the module's statements read every
+-- partition (an expression key gives no pruning on ts), so their number
+-- is what a query pays for (README).
+--
+-- _id: each partition has a unique index on id, and the insert trigger
+-- (sophon_events_fields) refuses an _id that another partition holds.
+--
+-- A new, empty table is partitioned by this script; an existing one by
+--   SELECT * FROM sophon_events_partition();
+-- and events older than a time are removed by
+--   SELECT * FROM sophon_events_expire(before);
+BEGIN;
+
+DO $$ BEGIN PERFORM sophon_events_pin_search_path(); END $$;
+
+-- (a quoted body: one of SQL's own would depend on the table, and the
+-- table could not be swapped for a partitioned one)
+CREATE OR REPLACE FUNCTION sophon_events_partitioned()
+RETURNS boolean LANGUAGE sql STABLE SET search_path FROM CURRENT AS $$
+    SELECT relkind = 'p' FROM pg_class
+     WHERE oid = 'sophon_events'::regclass
+$$;
+
+-- a month's first second in UTC, as the key counts it
+CREATE OR REPLACE FUNCTION sophon_events_month_start(month date)
+RETURNS double precision LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN extract(epoch FROM date_trunc('month', month)::timestamp
+                          AT TIME ZONE 'UTC');
+
+-- the months of sophon_events' partitions, oldest first
+CREATE OR REPLACE FUNCTION sophon_events_months(OUT month date,
+    OUT partition regclass)
+RETURNS SETOF record LANGUAGE sql STABLE SET search_path FROM CURRENT
+AS $$
+    SELECT to_date(substr(c.relname, 15), 'YYYY_MM'), c.oid::regclass
+      FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+     WHERE i.inhparent = 'sophon_events'::regclass
+       AND c.relname ~ '^sophon_events_[0-9]{4}_[0-9]{2}$'
+     ORDER BY 1
+$$;
+
+-- One month's partition of "parent", with its unique index on id.  Events
+-- already in the default partition for that month move into it (deleted
+-- and inserted again, in this transaction; a stream sees them again).
+CREATE OR REPLACE FUNCTION sophon_events_add_month(parent regclass,
+    month date)
+RETURNS void LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    lo     constant double precision := sophon_events_month_start(month);
+    hi     constant double precision
+           := sophon_events_month_start((month + interval '1 month')::date);
+    name   constant text := 'sophon_events_' || to_char(month, 'YYYY_MM');
+    quiet  constant text := current_setting('sophon_events.maintenance',
+                                            true);
+    moved  json[];
+BEGIN
+    -- a move, not deletions a stream tells of
+    PERFORM set_config('sophon_events.maintenance', 'on', true);
+
+    EXECUTE format('WITH m AS (DELETE FROM %s'
+                   ' WHERE sophon_events_doc_ts(doc) >= $1'
+                   ' AND sophon_events_doc_ts(doc) < $2 RETURNING doc)'
+                   ' SELECT array_agg(doc) FROM m', parent)
+       INTO moved USING lo, hi;
+
+    EXECUTE format('CREATE TABLE %I PARTITION OF %s'
+                   ' FOR VALUES FROM (%s) TO (%s)', name, parent, lo, hi);
+    EXECUTE format('ALTER TABLE %I ADD CONSTRAINT %I UNIQUE (id)',
+                   name, name || '_id');
+
+    IF moved IS NOT NULL THEN
+        EXECUTE format('INSERT INTO %s (doc) SELECT unnest($1)', parent)
+          USING moved;
+    END IF;
+
+    PERFORM set_config('sophon_events.maintenance', coalesce(quiet, ''),
+                       true);
+END
+$$;
+
+-- Makes the months from first_month to last_month exist, and every month
+-- between them and the ones that do: the run stays contiguous, which
+-- sophon_events_expire() counts on.  Returns how many it made.
+CREATE OR REPLACE FUNCTION sophon_events_add_months(first_month date,
+    last_month date, OUT added int)
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    m     date;
+    lo    date;
+    hi    date;
+BEGIN
+    added := 0;
+
+    IF NOT sophon_events_partitioned() THEN
+        RETURN;
+    END IF;
+
+    SELECT least(min(month), date_trunc('month', first_month)::date),
+           greatest(max(month), date_trunc('month', last_month)::date)
+      INTO lo, hi
+      FROM sophon_events_months();
+
+    m := lo;
+
+    WHILE m <= hi LOOP
+        IF to_regclass('sophon_events_' || to_char(m, 'YYYY_MM')) IS NULL
+        THEN
+            PERFORM sophon_events_add_month('sophon_events', m);
+            added := added + 1;
+        END IF;
+
+        m := (m + interval '1 month')::date;
+    END LOOP;
+END
+$$;
+
+-- Turns the unpartitioned sophon_events into a partitioned one with the
+-- same columns, rows, indexes, triggers, owner and privileges: months
+-- from the month of its oldest event (at most "history" months back) to
+-- "ahead" months from now, and the default partition.  One transaction:
+-- writers wait from the start (SHARE ROW EXCLUSIVE: they would write
+-- into the table being copied), readers only for the swap at the end, a
+-- rename.  The counts stay as they are: they count the same events.
+CREATE OR REPLACE FUNCTION sophon_events_partition(ahead int DEFAULT 3,
+    history int DEFAULT 12, OUT events bigint, OUT partitions int)
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    this_month  constant date := date_trunc('month', now()
+                                             AT TIME ZONE 'UTC')::date;
+    first_month date;
+    r           record;
+    def         text;
+BEGIN
+    IF sophon_events_partitioned() THEN
+        RAISE NOTICE 'sophon_events is partitioned already';
+        RETURN;
+    END IF;
+
+    LOCK TABLE sophon_events IN SHARE ROW EXCLUSIVE MODE;
+
+    CREATE TABLE sophon_events_partitioned (LIKE sophon_events
+        INCLUDING CONSTRAINTS INCLUDING COMPRESSION INCLUDING STORAGE)
+        PARTITION BY RANGE (sophon_events_doc_ts(doc));
+
+    CREATE TABLE sophon_events_other PARTITION OF sophon_events_partitioned
+        DEFAULT;
+    ALTER TABLE sophon_events_other
+        ADD CONSTRAINT sophon_events_other_id UNIQUE (id);
+
+    -- the oldest event's month, if it is a month of the last "history"
+    SELECT date_trunc('month', to_timestamp(min(ts)) AT TIME ZONE 'UTC')
+           ::date
+      INTO first_month
+      FROM sophon_events
+     WHERE ts >= sophon_events_month_start(
+                     (this_month - history * interval '1 month')::date);
+
+    first_month := least(coalesce(first_month, this_month), this_month);
+
+    WHILE first_month <= this_month + ahead * interval '1 month' LOOP
+        PERFORM sophon_events_add_month('sophon_events_partitioned',
+                                        first_month);
+        first_month := (first_month + interval '1 month')::date;
+    END LOOP;
+
+    -- the rows, before the indexes and without the triggers: the counts
+    -- count them already
+    INSERT INTO sophon_events_partitioned SELECT * FROM sophon_events;
+    GET DIAGNOSTICS events = ROW_COUNT;
+
+    -- the indexes, by their names (the old ones are renamed first), but
+    -- the unique one on id: each partition has its own
+    FOR r IN SELECT i.indexrelid::regclass AS idx, c.relname
+               FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+              WHERE i.indrelid = 'sophon_events'::regclass
+                AND NOT i.indisunique
+    LOOP
+        def := regexp_replace(pg_get_indexdef(r.idx), ' ON \S+ USING ',
+                              ' ON sophon_events_partitioned USING ');
+        EXECUTE format('ALTER INDEX %s RENAME TO %I', r.idx,
+                       'sophon_events_old_' || r.idx::oid);
+        EXECUTE def;
+    END LOOP;
+
+    -- the triggers move
+    FOR r IN SELECT t.oid, t.tgname FROM pg_trigger t
+              WHERE t.tgrelid = 'sophon_events'::regclass
+                AND NOT t.tgisinternal
+    LOOP
+        def := regexp_replace(pg_get_triggerdef(r.oid), ' ON \S+ ',
+                              ' ON sophon_events_partitioned ');
+        EXECUTE format('DROP TRIGGER %I ON sophon_events', r.tgname);
+        EXECUTE def;
+    END LOOP;
+
+    -- the owner and the privileges
+    EXECUTE format('ALTER TABLE sophon_events_partitioned OWNER TO %s',
+                   (SELECT relowner::regrole FROM pg_class
+                     WHERE oid = 'sophon_events'::regclass));
+
+    FOR r IN SELECT a.grantee, a.privilege_type, a.is_grantable
+               FROM pg_class c, aclexplode(c.relacl) a
+              WHERE c.oid = 'sophon_events'::regclass
+                AND a.grantee <> c.relowner
+    LOOP
+        EXECUTE format('GRANT %s ON sophon_events_partitioned TO %s%s',
+                       r.privilege_type,
+                       CASE r.grantee WHEN 0 THEN 'PUBLIC'
+                            ELSE r.grantee::regrole::text END,
+                       CASE WHEN r.is_grantable THEN ' WITH GRANT OPTION'
+                            ELSE '' END);
+    END LOOP;
+
+    -- the swap: readers wait from here to the commit, a few catalog rows
+    LOCK TABLE sophon_events IN ACCESS EXCLUSIVE MODE;
+    DROP TABLE sophon_events;
+    ALTER TABLE sophon_events_partitioned RENAME TO sophon_events;
+
+    SELECT count(*) INTO partitions FROM pg_inherits
+     WHERE inhparent = 'sophon_events'::regclass;
+END
+$$;
+
+-- Removes every event with ts < before, in one transaction: readers see
+-- all of them or none, with counts that agree.
+--
+--  * the months wholly before "before" are detached and dropped, O(1)
+--    whatever their size; the counts of their hours come off the totals
+--    and roll-ups and their hours' and days' counters go (their events
+--    are exactly those hours': months start on an hour, and ts is the
+--    key), the identities' counters lose their events (one pass over the
+--    month's rows: the only step that grows with them);
+--  * the events of the month that "before" falls in, and of the default
+--    partition, are deleted as rows, their counts by the triggers;
+--  * the months ahead are made, "ahead" of them (the timer keeps them).
+--
+-- Expired events are not streamed as deletions.  Writers of the dropped
+-- months wait for the commit; readers wait only while the months are
+-- detached, at the end (lock_timeout: if a long statement holds the table,
+-- the whole expiry fails and nothing changes; run it again).  A table
+-- that is not partitioned has its events deleted as rows.  In READ
+-- COMMITTED only.  Returns the partitions dropped and the events gone.
+CREATE OR REPLACE FUNCTION sophon_events_expire(before double precision,
+    ahead int DEFAULT 3, OUT partitions int, OUT events bigint)
+LANGUAGE plpgsql SET search_path FROM CURRENT SET lock_timeout = '10s'
+AS $$
+DECLARE
+    this_month  constant date := date_trunc('month', now()
+                                             AT TIME ZONE 'UTC')::date;
+    first_lo    double precision;
+    cut         double precision;
+    dropped     regclass[];
+    n           bigint;
+BEGIN
+    PERFORM sophon_events_read_committed('sophon_events_expire()');
+
+    IF before IS NULL OR before = 'NaN' THEN
+        RAISE invalid_parameter_value USING
+            MESSAGE = 'sophon_events_expire: before is not a time';
+    END IF;
+
+    partitions := 0;
+    events := 0;
+
+    -- expired events are not deletions a stream tells of
+    PERFORM set_config('sophon_events.maintenance', 'on', true);
+
+    IF NOT sophon_events_partitioned() THEN
+        DELETE FROM sophon_events WHERE ts < before;
+        GET DIAGNOSTICS events = ROW_COUNT;
+        RETURN;
+    END IF;
+
+    -- the months wholly before "before", and where the kept ones start
+    SELECT array_agg(m.partition ORDER BY m.month),
+           max(sophon_events_month_start(
+                   (m.month + interval '1 month')::date))
+      INTO dropped, cut
+      FROM sophon_events_months() m
+     WHERE sophon_events_month_start((m.month + interval '1 month')::date)
+           <= before;
+
+    SELECT coalesce(sophon_events_month_start(min(month)), 'Infinity')
+      INTO first_lo
+      FROM sophon_events_months();
+
+    -- the rows: of the default partition before the first month, then of
+    -- the month "before" is in and of the default partition after the
+    -- dropped months (the key's bounds prune the others)
+    DELETE FROM sophon_events
+     WHERE ts < before AND sophon_events_doc_ts(doc) < first_lo;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    events := events + n;
+
+    DELETE FROM sophon_events
+     WHERE ts < before
+       AND sophon_events_doc_ts(doc) >= coalesce(cut, first_lo);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    events := events + n;
+
+    IF dropped IS NOT NULL THEN
+        events := events
+                  + sophon_events_expire_months(dropped,
+                                                sophon_events_hour(cut));
+        partitions := cardinality(dropped);
+    END IF;
+
+    PERFORM sophon_events_add_months(this_month,
+                                     (this_month + ahead * interval '1 month')
+                                     ::date);
+END
+$$;
+
+-- The months "dropped", the oldest of the table, go, and their counts come
+-- off: no event is left before cut_hour (the hour the kept months start
+-- at) but theirs, whose counts are exactly the counters of those hours
+-- (months start on an hour, and ts is the key).  Returns their events.
+CREATE OR REPLACE FUNCTION sophon_events_expire_months(dropped regclass[],
+    cut_hour bigint)
+RETURNS bigint LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    part        regclass;
+    gone        bigint;
+    rows        text;
+    cut_block   constant bigint := sophon_events_period(cut_hour, 768);
+BEGIN
+    -- no writer adds to them meanwhile
+    FOREACH part IN ARRAY dropped LOOP
+        EXECUTE format('LOCK TABLE %s IN SHARE MODE', part);
+    END LOOP;
+
+    -- the identities lose the months' events: one pass over their rows
+    SELECT string_agg(format('SELECT identity_id, identity_name FROM %s', p),
+                      ' UNION ALL ')
+      INTO rows
+      FROM unnest(dropped) p;
+
+    EXECUTE format(
+        'INSERT INTO sophon_event_identities AS i'
+        ' SELECT identity_id, identity_name, -count(*)'
+        '   FROM (SELECT coalesce(identity_id, '''') AS identity_id,'
+        '                coalesce(identity_name, '''') AS identity_name'
+        '           FROM (%s) r) e'
+        '  WHERE identity_id <> '''' OR identity_name <> '''''
+        '  GROUP BY 1, 2 ORDER BY 1, 2'
+        ' ON CONFLICT (identity_id, md5(identity_name))'
+        ' DO UPDATE SET n = i.n + excluded.n', rows);
+
+    -- the totals lose the hours' counts, and so does the 32 days that
+    -- straddles the cut; the hours, the days and the 32 days before it go
+    SELECT coalesce(sum(n), 0) INTO gone
+      FROM sophon_event_counts WHERE hour < cut_hour;
+
+    INSERT INTO sophon_event_totals AS t (device_id, person_type, slot, n)
+    SELECT device_id, person_type, 0, -sum(n)
+      FROM sophon_event_counts
+     WHERE hour < cut_hour
+     GROUP BY 1, 2 HAVING sum(n) <> 0 ORDER BY 1, 2
+    ON CONFLICT (device_id, person_type, slot)
+    DO UPDATE SET n = t.n + excluded.n;
+
+    INSERT INTO sophon_event_rollups AS r
+           (grain, period, device_id, person_type, slot, n)
+    SELECT 2, cut_block, device_id, person_type, 0, -sum(n)
+      FROM sophon_event_counts
+     WHERE hour >= cut_block * 768 AND hour < cut_hour
+     GROUP BY 3, 4 HAVING sum(n) <> 0 ORDER BY 3, 4
+    ON CONFLICT (grain, period, device_id, person_type, slot)
+    DO UPDATE SET n = r.n + excluded.n;
+
+    DELETE FROM sophon_event_rollups
+     WHERE (grain = 1 AND period < sophon_events_period(cut_hour, 24))
+        OR (grain = 2 AND period < cut_block);
+
+    DELETE FROM sophon_event_counts WHERE hour < cut_hour;
+
+    -- last, for the shortest lock: readers wait from here to the commit
+    FOREACH part IN ARRAY dropped LOOP
+        EXECUTE format('ALTER TABLE sophon_events DETACH PARTITION %s',
+                       part);
+        EXECUTE format('DROP TABLE %s', part);
+    END LOOP;
+
+    RETURN gone;
+END
+$$;
+
+-- the owner (or a superuser) partitions and expires; nobody else may
+REVOKE EXECUTE ON FUNCTION sophon_events_partition(int, int),
+    sophon_events_expire(double precision, int),
+    sophon_events_expire_months(regclass[], bigint),
+    sophon_events_add_month(regclass, date),
+    sophon_events_add_months(date, date) FROM PUBLIC;
+
+-- a new, empty table is partitioned now; a partitioned one has its months
+-- ahead
+DO $$
+BEGIN
+    IF NOT sophon_events_partitioned()
+       AND NOT EXISTS (SELECT FROM sophon_events)
+    THEN
+        PERFORM sophon_events_partition();
+    END IF;
+
+    PERFORM sophon_events_add_months(
+        date_trunc('month', now() AT TIME ZONE 'UTC')::date,
+        (date_trunc('month', now() AT TIME ZONE 'UTC')
+         + interval '3 months')::date);
+END
+$$;
+
+COMMIT;
