@@ -69,3 +69,6 @@ GRANT SELECT, INSERT, DELETE ON sophon_events TO sophon_writer;
 
 -- the module's DELETE: by id, with the same triggers as the writer's
 GRANT SELECT, DELETE ON sophon_events TO sophon_deleter;
+
+-- the DELETE locks its events in id order first (sql/schema.sql)
+GRANT EXECUTE ON FUNCTION sophon_events_lock(text[]) TO sophon_deleter;

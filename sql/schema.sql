@@ -1423,6 +1423,26 @@ BEGIN
 END
 $$;
 
+-- Locks the events of these ids in id order, for the module's DELETE of
+-- them (src/ngx_http_sophon_events_delete.c): two DELETEs of overlapping
+-- lists then wait for each other instead of deadlocking, as they could
+-- when each deletes in its plan's order (a partition after another, a
+-- hash of its list).  A definer function because FOR UPDATE needs the
+-- UPDATE privilege, which the deleter's role has not and must not have;
+-- it only locks, and only sophon_deleter may call it (sql/roles.sql).
+CREATE OR REPLACE FUNCTION sophon_events_lock(ids text[])
+RETURNS boolean LANGUAGE plpgsql SECURITY DEFINER
+SET search_path FROM CURRENT AS $$
+BEGIN
+    PERFORM FROM sophon_events e
+      WHERE e.id = ANY (ids COLLATE "C")
+      ORDER BY e.id
+        FOR UPDATE;
+
+    RETURN true;
+END
+$$;
+
 DO $$
 DECLARE
     owner  text := (SELECT relowner::regrole::text FROM pg_class
@@ -1431,10 +1451,13 @@ BEGIN
     EXECUTE format('ALTER TABLE sophon_event_deletions OWNER TO %s', owner);
     EXECUTE format('ALTER FUNCTION sophon_events_record_deletions()'
                    ' OWNER TO %s', owner);
+    EXECUTE format('ALTER FUNCTION sophon_events_lock(text[]) OWNER TO %s',
+                   owner);
 END
 $$;
 
-REVOKE EXECUTE ON FUNCTION sophon_events_record_deletions() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION sophon_events_record_deletions(),
+    sophon_events_lock(text[]) FROM PUBLIC;
 
 CREATE OR REPLACE TRIGGER sophon_events_record_deletions
     AFTER DELETE ON sophon_events REFERENCING OLD TABLE AS old_rows
@@ -1602,7 +1625,7 @@ $$;
 -- writers wait from the start (SHARE ROW EXCLUSIVE: they would write
 -- into the table being copied), readers only for the swap at the end, a
 -- rename.  The counts stay as they are: they count the same events.
-CREATE OR REPLACE FUNCTION sophon_events_partition(ahead int DEFAULT 3,
+CREATE OR REPLACE FUNCTION sophon_events_partition(ahead int DEFAULT 1,
     history int DEFAULT 12, OUT events bigint, OUT partitions int)
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
@@ -1722,7 +1745,7 @@ $$;
 -- that is not partitioned has its events deleted as rows.  In READ
 -- COMMITTED only.  Returns the partitions dropped and the events gone.
 CREATE OR REPLACE FUNCTION sophon_events_expire(before double precision,
-    ahead int DEFAULT 3, OUT partitions int, OUT events bigint)
+    ahead int DEFAULT 1, OUT partitions int, OUT events bigint)
 LANGUAGE plpgsql SET search_path FROM CURRENT SET lock_timeout = '10s'
 AS $$
 DECLARE
@@ -1886,7 +1909,7 @@ BEGIN
     PERFORM sophon_events_add_months(
         date_trunc('month', now() AT TIME ZONE 'UTC')::date,
         (date_trunc('month', now() AT TIME ZONE 'UTC')
-         + interval '3 months')::date);
+         + interval '1 month')::date);
 END
 $$;
 

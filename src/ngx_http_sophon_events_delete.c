@@ -48,13 +48,17 @@ const ngx_http_sophon_events_endpoint_t  ngx_http_sophon_events_delete = {
 /*
  * Rows (id, deleted), the deleted first; each list in the request's order.
  * The ids are compared as the column is, byte by byte ("C"), so that the
- * primary key's index finds them.
+ * index on id finds them.  sophon_events_lock() locks the events in id
+ * order first, once (an InitPlan, before any row is deleted): two DELETEs
+ * of overlapping lists would otherwise lock them in the orders of their
+ * plans and could deadlock; in one order, the second waits for the
+ * first, then finds those events gone.
  */
 static ngx_str_t  ngx_http_sophon_events_delete_sql = ngx_string(
     "WITH ids AS (SELECT id COLLATE \"C\" AS id, min(n) AS n"
     " FROM unnest($1::text[]) WITH ORDINALITY AS u(id, n) GROUP BY 1),"
     " gone AS (DELETE FROM sophon_events e USING ids WHERE e.id = ids.id"
-    " RETURNING e.id)"
+    " AND (SELECT sophon_events_lock($1::text[])) RETURNING e.id)"
     " SELECT ids.id, gone.id IS NOT NULL FROM ids"
     " LEFT JOIN gone ON gone.id = ids.id"
     " ORDER BY gone.id IS NULL, ids.n");
