@@ -1502,7 +1502,7 @@ $$;
 -- holds [its month's first second, the next one's) in UTC, one contiguous
 -- run of months, and sophon_events_other (the default partition) what
 -- falls outside them (events older than the first month, far in the
--- future, NaN).  Months, not days: the module's statements read every
+-- future).  Months, not days: the module's statements read every
 -- partition (an expression key gives no pruning on ts), so their number
 -- is what a query pays for (README).
 --
@@ -1528,7 +1528,7 @@ $$;
 -- a month's first second in UTC, as the key counts it
 CREATE OR REPLACE FUNCTION sophon_events_month_start(month date)
 RETURNS double precision LANGUAGE sql IMMUTABLE PARALLEL SAFE
-RETURN extract(epoch FROM date_trunc('month', month)::timestamp
+RETURN extract(epoch FROM date_trunc('month', month::timestamp)
                           AT TIME ZONE 'UTC');
 
 -- the months of sophon_events' partitions, oldest first
@@ -1571,6 +1571,11 @@ BEGIN
                    ' FOR VALUES FROM (%s) TO (%s)', name, parent, lo, hi);
     EXECUTE format('ALTER TABLE %I ADD CONSTRAINT %I UNIQUE (id)',
                    name, name || '_id');
+
+    -- the parent's owner's, whoever makes it: the owner expires it
+    EXECUTE format('ALTER TABLE %I OWNER TO %s', name,
+                   (SELECT relowner::regrole FROM pg_class
+                     WHERE oid = parent));
 
     IF moved IS NOT NULL THEN
         EXECUTE format('INSERT INTO %s (doc) SELECT unnest($1)', parent)
@@ -1758,13 +1763,18 @@ DECLARE
 BEGIN
     PERFORM sophon_events_read_committed('sophon_events_expire()');
 
-    IF before IS NULL OR before = 'NaN' THEN
+    IF before IS NULL OR before IN ('NaN', 'Infinity', '-Infinity') THEN
         RAISE invalid_parameter_value USING
             MESSAGE = 'sophon_events_expire: before is not a time';
     END IF;
 
     partitions := 0;
     events := 0;
+
+    -- writers wait from here to the commit: an event written meanwhile
+    -- would be counted by the counters this takes off, or wait for one of
+    -- them while this waits for its table (a deadlock); readers go on
+    LOCK TABLE sophon_events IN SHARE ROW EXCLUSIVE MODE;
 
     -- expired events are not deletions a stream tells of
     PERFORM set_config('sophon_events.maintenance', 'on', true);
