@@ -36,7 +36,8 @@
 /* a location's servers: one pool each */
 
 struct ngx_http_sophon_events_cluster_s {
-    ngx_array_t                     servers;  /* ngx_http_sophon_events_pool_t * */
+    /* ngx_http_sophon_events_pool_t *, one a server */
+    ngx_array_t                     servers;
     ngx_uint_t                      next;     /* this worker's round robin */
 };
 
@@ -69,8 +70,9 @@ struct ngx_http_sophon_events_server_s {
 /*
  * A healthy server for "want", round robin among the best: for reads the
  * role asked for, then one whose role is not known yet, then the other;
- * for writes and streams the primary, or one not known yet.  Servers in "tried" are
- * left out, and the one returned is added.  NULL: none is healthy.
+ * for writes and streams the primary, or one not known yet.  Servers in
+ * "tried" are left out, and the one returned is added.  NULL: none is
+ * healthy.
  */
 ngx_http_sophon_events_pool_t *ngx_http_sophon_events_cluster_pick(
     ngx_http_sophon_events_cluster_t *cluster, ngx_uint_t want,
