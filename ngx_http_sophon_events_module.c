@@ -20,12 +20,7 @@
 #include "ngx_http_sophon_events_query.h"
 #include "ngx_http_sophon_events_output.h"
 #include "ngx_http_sophon_events_stream.h"
-
-
-typedef struct {
-    ngx_array_t     pools;     /* ngx_http_sophon_events_pool_t * */
-    ngx_array_t     servers;   /* ngx_http_sophon_events_server_t * */
-} ngx_http_sophon_events_main_conf_t;
+#include "ngx_http_sophon_events_status.h"
 
 
 static ngx_int_t ngx_http_sophon_events_handler(ngx_http_request_t *r);
@@ -44,6 +39,7 @@ static ngx_int_t ngx_http_sophon_events_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 
 static ngx_int_t ngx_http_sophon_events_add_variables(ngx_conf_t *cf);
+static ngx_int_t ngx_http_sophon_events_postconfiguration(ngx_conf_t *cf);
 static void *ngx_http_sophon_events_create_main_conf(ngx_conf_t *cf);
 static void *ngx_http_sophon_events_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_sophon_events_merge_loc_conf(ngx_conf_t *cf,
@@ -96,6 +92,20 @@ static ngx_command_t  ngx_http_sophon_events_commands[] = {
       ngx_http_sophon_events_endpoint,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_sophon_events_loc_conf_t, stats),
+      NULL },
+
+    { ngx_string("sophon_events_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_sophon_events_status,
+      0,
+      0,
+      NULL },
+
+    { ngx_string("sophon_events_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2,
+      ngx_http_sophon_events_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
       NULL },
 
     { ngx_string("sophon_events_db"),
@@ -230,7 +240,7 @@ static ngx_command_t  ngx_http_sophon_events_commands[] = {
 
 static ngx_http_module_t  ngx_http_sophon_events_module_ctx = {
     ngx_http_sophon_events_add_variables,   /* preconfiguration */
-    NULL,                                   /* postconfiguration */
+    ngx_http_sophon_events_postconfiguration, /* postconfiguration */
 
     ngx_http_sophon_events_create_main_conf, /* create main configuration */
     NULL,                                   /* init main configuration */
@@ -622,6 +632,39 @@ ngx_http_sophon_events_cleanup(void *data)
 }
 
 
+/* the request's first header of this name, or NULL */
+
+ngx_table_elt_t *
+ngx_http_sophon_events_header(ngx_http_request_t *r, ngx_str_t *name)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return NULL;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == name->len
+            && ngx_strncasecmp(h[i].key.data, name->data, name->len) == 0)
+        {
+            return &h[i];
+        }
+    }
+}
+
+
 static ngx_int_t
 ngx_http_sophon_events_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
@@ -695,6 +738,18 @@ ngx_http_sophon_events_add_variables(ngx_conf_t *cf)
     }
 
     return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_sophon_events_postconfiguration(ngx_conf_t *cf)
+{
+    ngx_http_sophon_events_main_conf_t  *smcf;
+
+    smcf = ngx_http_conf_get_module_main_conf(cf,
+                                              ngx_http_sophon_events_module);
+
+    return ngx_http_sophon_events_status_postconfiguration(cf, smcf);
 }
 
 
@@ -1009,6 +1064,7 @@ ngx_http_sophon_events_db(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     *pp = pool;
+    pool->index = smcf->pools.nelts - 1;
 
     pool->server = ngx_http_sophon_events_server(cf, &smcf->servers,
                                                  &pool->name);
@@ -1176,6 +1232,8 @@ ngx_http_sophon_events_init_process(ngx_cycle_t *cycle)
     smcf = ngx_http_cycle_get_module_main_conf(cycle,
                                                ngx_http_sophon_events_module);
 
+    ngx_http_sophon_events_status_init_process(cycle, smcf);
+
     if (smcf == NULL || smcf->pools.nelts == 0) {
         return NGX_OK;
     }
@@ -1212,4 +1270,6 @@ ngx_http_sophon_events_exit_process(ngx_cycle_t *cycle)
     for (i = 0; i < smcf->pools.nelts; i++) {
         ngx_http_sophon_events_pool_close_idle(pool[i]);
     }
+
+    ngx_http_sophon_events_status_exit_process();
 }

@@ -30,6 +30,7 @@
 
 #include "ngx_http_sophon_events_cluster.h"
 #include "ngx_http_sophon_events_pool.h"
+#include "ngx_http_sophon_events_status.h"
 
 
 struct ngx_http_sophon_events_probe_s {
@@ -200,6 +201,7 @@ ngx_http_sophon_events_server(ngx_conf_t *cf, ngx_array_t *servers,
     }
 
     server->name = *name;
+    server->index = servers->nelts - 1;
     server->lag = -1;
     server->interval = 1000;
     *s = server;
@@ -229,6 +231,7 @@ ngx_http_sophon_events_server_failed(ngx_http_sophon_events_pool_t *pool,
     }
 
     if (++server->fails < pool->max_fails) {
+        ngx_http_sophon_events_status_server(server);
         return 0;
     }
 
@@ -236,6 +239,7 @@ ngx_http_sophon_events_server_failed(ngx_http_sophon_events_pool_t *pool,
 
     if (server->down_until > now) {
         server->down_until = now + pool->fail_timeout;
+        ngx_http_sophon_events_status_server(server);
         return 0;
     }
 
@@ -245,6 +249,8 @@ ngx_http_sophon_events_server_failed(ngx_http_sophon_events_pool_t *pool,
                   pool->max_fails, pool->max_fails == 1 ? "" : "s");
 
     server->down_until = now + pool->fail_timeout;
+
+    ngx_http_sophon_events_status_server(server);
 
     /* a primary gone: where is the next one? */
 
@@ -286,6 +292,8 @@ ngx_http_sophon_events_server_up(ngx_http_sophon_events_pool_t *pool,
     pool->server->fails = 0;
     pool->server->down_until = 0;
 
+    ngx_http_sophon_events_status_server(pool->server);
+
     ngx_http_sophon_events_server_role(pool, pg);
 }
 
@@ -322,6 +330,8 @@ ngx_http_sophon_events_server_set_role(
 
     known = (server->role != NGX_HTTP_SOPHON_EVENTS_ROLE_UNKNOWN);
     server->role = role;
+
+    ngx_http_sophon_events_status_server(server);
 
     if (server->probe == NULL) {
         /* a location's only server: nothing to tell */
@@ -710,6 +720,8 @@ ngx_http_sophon_events_probe_done(ngx_http_sophon_events_probe_t *probe,
         server->lag = probe->lag;
         server->lag_at = ngx_current_msec;
     }
+
+    ngx_http_sophon_events_status_server(server);
 
     if (!ngx_exiting && !ngx_terminate && !ngx_quit
         && !probe->timer.timer_set)

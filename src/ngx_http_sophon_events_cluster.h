@@ -53,6 +53,7 @@ typedef struct ngx_http_sophon_events_probe_s
 
 struct ngx_http_sophon_events_server_s {
     ngx_str_t                       name;
+    ngx_uint_t                      index;     /* in every server */
     ngx_uint_t                      fails;
     time_t                          first_fail;
     time_t                          down_until;

@@ -89,6 +89,19 @@ typedef struct ngx_http_sophon_events_server_s
     ngx_http_sophon_events_server_t;
 
 
+/*
+ * The http block's: every pool (ngx_http_sophon_events_pool_t *), every
+ * server (ngx_http_sophon_events_server_t *), the counters' zone, and
+ * whether a location shows it.
+ */
+typedef struct {
+    ngx_array_t                     pools;
+    ngx_array_t                     servers;
+    ngx_shm_zone_t                 *zone;
+    ngx_uint_t                      status;
+} ngx_http_sophon_events_main_conf_t;
+
+
 typedef struct {
     ngx_flag_t                      enable;
     ngx_flag_t                      stream;
@@ -192,6 +205,10 @@ struct ngx_http_sophon_events_ctx_s {
 
 
 extern ngx_module_t  ngx_http_sophon_events_module;
+
+
+ngx_table_elt_t *ngx_http_sophon_events_header(ngx_http_request_t *r,
+    ngx_str_t *name);
 
 
 #endif /* _NGX_HTTP_SOPHON_EVENTS_COMMON_H_INCLUDED_ */

@@ -25,6 +25,7 @@
 
 #include "ngx_http_sophon_events_pool.h"
 #include "ngx_http_sophon_events_cluster.h"
+#include "ngx_http_sophon_events_status.h"
 
 #include <poll.h>
 
@@ -550,6 +551,8 @@ ngx_http_sophon_events_pool_acquire(ngx_http_sophon_events_pool_t *pool,
     pool->nwaiting++;
     waiter->queued = 1;
 
+    ngx_http_sophon_events_status_pool(pool);
+
     /*
      * Among several servers the connect's own timeout fires first, so
      * that the request is woken to try another one, not failed.
@@ -593,6 +596,8 @@ ngx_http_sophon_events_pool_abandon(ngx_http_sophon_events_pool_t *pool,
         ngx_queue_remove(&waiter->queue);
         pool->nwaiting--;
         waiter->queued = 0;
+
+        ngx_http_sophon_events_status_pool(pool);
     }
 
     if (waiter->event.timer_set) {
@@ -697,6 +702,8 @@ ngx_http_sophon_events_pool_get_idle(ngx_http_sophon_events_pool_t *pool)
         ngx_queue_remove(q);
         ngx_http_sophon_events_conn_timer(conn, 0);
 
+        ngx_http_sophon_events_status_pool(pool);
+
         return conn;
     }
 
@@ -739,6 +746,8 @@ ngx_http_sophon_events_pool_wake(ngx_http_sophon_events_pool_t *pool,
     q = ngx_queue_head(&pool->waiting);
     ngx_queue_remove(q);
     pool->nwaiting--;
+
+    ngx_http_sophon_events_status_pool(pool);
 
     waiter = ngx_queue_data(q, ngx_http_sophon_events_waiter_t, queue);
     waiter->queued = 0;
@@ -861,6 +870,9 @@ ngx_http_sophon_events_conn_open(ngx_http_sophon_events_pool_t *pool,
                                                      PQerrorMessage(conn->pg))
                       : "out of memory");
 
+        ngx_http_sophon_events_count(
+                          NGX_HTTP_SOPHON_EVENTS_COUNT_CONNECT_FAILURES, 1);
+
         PQfinish(conn->pg);
         ngx_free(conn);
         return NGX_ERROR;
@@ -879,6 +891,8 @@ ngx_http_sophon_events_conn_open(ngx_http_sophon_events_pool_t *pool,
 
     pool->nconnections++;
     pool->nconnecting++;
+
+    ngx_http_sophon_events_status_pool(pool);
 
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, log, 0,
                    "sophon_events pool: connecting %p, %ui of %ui",
@@ -1086,6 +1100,8 @@ ngx_http_sophon_events_conn_close(ngx_http_sophon_events_conn_t *conn)
     PQfinish(conn->pg);
     pool->nconnections--;
     ngx_free(conn);
+
+    ngx_http_sophon_events_status_pool(pool);
 }
 
 
@@ -1202,6 +1218,8 @@ ngx_http_sophon_events_conn_connect(ngx_http_sophon_events_conn_t *conn)
     conn->pool->nconnecting--;
     conn->state = NGX_HTTP_SOPHON_EVENTS_ACTIVE;
 
+    ngx_http_sophon_events_status_pool(conn->pool);
+
     ngx_http_sophon_events_server_up(conn->pool, conn->pg);
 
     ngx_http_sophon_events_pool_give(conn);
@@ -1265,6 +1283,9 @@ ngx_http_sophon_events_conn_failed(ngx_http_sophon_events_conn_t *conn,
                   "sophon_events: cannot connect to the database: %s, "
                   "server: %V", why, &pool->name);
 
+    ngx_http_sophon_events_count(NGX_HTTP_SOPHON_EVENTS_COUNT_CONNECT_FAILURES,
+                                 1);
+
     ngx_http_sophon_events_conn_close(conn);
 
     if (ngx_http_sophon_events_server_failed(pool, log)) {
@@ -1298,6 +1319,8 @@ ngx_http_sophon_events_conn_idle(ngx_http_sophon_events_conn_t *conn)
     conn->state = NGX_HTTP_SOPHON_EVENTS_IDLE;
 
     ngx_queue_insert_head(&conn->pool->idle, &conn->queue);
+
+    ngx_http_sophon_events_status_pool(conn->pool);
 
     ngx_http_sophon_events_conn_timer(conn, conn->pool->idle_timeout);
 

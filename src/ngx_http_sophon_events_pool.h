@@ -52,6 +52,7 @@ struct ngx_http_sophon_events_pool_s {
      */
     ngx_str_t                          name;        /* host:port */
     ngx_http_sophon_events_server_t   *server;
+    ngx_uint_t                         index;       /* in every pool */
     ngx_uint_t                         max_fails;
     time_t                             fail_timeout;
     ngx_msec_t                         max_lag;     /* 0: any */

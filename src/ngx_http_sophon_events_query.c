@@ -32,6 +32,7 @@
 #include "ngx_http_sophon_events_sql.h"
 #include "ngx_http_sophon_events_output.h"
 #include "ngx_http_sophon_events_stream.h"
+#include "ngx_http_sophon_events_status.h"
 
 
 typedef enum {
@@ -126,6 +127,9 @@ ngx_http_sophon_events_query_start(ngx_http_sophon_events_ctx_t *ctx)
         break;
 
     case NGX_DECLINED:
+        ngx_http_sophon_events_count(NGX_HTTP_SOPHON_EVENTS_COUNT_QUEUE_FULL,
+                                     1);
+
         if (ctx->stream) {
             ngx_http_sophon_events_stream_retry(ctx->stream,
                                     "too many requests wait for the database");
@@ -198,6 +202,11 @@ ngx_http_sophon_events_query_wait_handler(ngx_event_t *ev)
 
     ctx = ev->data;
     c = ctx->request->connection;
+
+    if (ev->timedout) {
+        ngx_http_sophon_events_count(
+                              NGX_HTTP_SOPHON_EVENTS_COUNT_QUEUE_TIMEOUTS, 1);
+    }
 
     if (ev->timedout && ctx->stream) {
         ev->timedout = 0;
@@ -973,6 +982,18 @@ ngx_http_sophon_events_request_failed(ngx_http_sophon_events_ctx_t *ctx,
     ngx_http_request_t  *r;
 
     r = ctx->request;
+
+    if (status == NGX_HTTP_GATEWAY_TIME_OUT) {
+        ngx_http_sophon_events_count(
+                              NGX_HTTP_SOPHON_EVENTS_COUNT_QUERY_TIMEOUTS, 1);
+    }
+
+    if (ctx->header_sent
+        && status != NGX_HTTP_CLIENT_CLOSED_REQUEST
+        && status != NGX_HTTP_REQUEST_TIME_OUT)
+    {
+        ngx_http_sophon_events_count(NGX_HTTP_SOPHON_EVENTS_COUNT_CUT, 1);
+    }
 
     /* first: "reason" may be libpq's, freed with its connection */
 

@@ -62,6 +62,7 @@
 #include "ngx_http_sophon_events_pool.h"
 #include "ngx_http_sophon_events_cluster.h"
 #include "ngx_http_sophon_events_stream.h"
+#include "ngx_http_sophon_events_status.h"
 #include "ngx_http_sophon_events_stream_cursor.h"
 
 
@@ -328,6 +329,7 @@ ngx_http_sophon_events_stream_start(ngx_http_sophon_events_ctx_t *ctx)
 
     ngx_queue_insert_tail(&ls->streams, &st->queue);
     ls->nstreams++;
+    ngx_http_sophon_events_status_streams(1);
 
     ngx_queue_init(&st->riders);
 
@@ -391,9 +393,7 @@ ngx_http_sophon_events_stream_cursor(ngx_http_sophon_events_ctx_t *ctx,
 {
     ngx_int_t                                rc;
     ngx_str_t                                cursor, name;
-    ngx_uint_t                               i;
     ngx_pool_cleanup_t                      *cln;
-    ngx_list_part_t                         *part;
     ngx_table_elt_t                         *h;
     ngx_http_sophon_events_stream_t         *st;
     ngx_http_sophon_events_stream_cursor_t   decoded;
@@ -421,27 +421,9 @@ ngx_http_sophon_events_stream_cursor(ngx_http_sophon_events_ctx_t *ctx,
     ngx_str_null(&cursor);
     ngx_str_set(&name, "Last-Event-ID");
 
-    part = &ctx->request->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len == name.len
-            && ngx_strncasecmp(h[i].key.data, name.data, name.len) == 0)
-        {
-            cursor = h[i].value;
-            break;
-        }
+    h = ngx_http_sophon_events_header(ctx->request, &name);
+    if (h) {
+        cursor = h->value;
     }
 
     if (cursor.len == 0) {
@@ -627,6 +609,7 @@ ngx_http_sophon_events_stream_cleanup(void *data)
 
         ngx_queue_remove(&st->queue);
         ls->nstreams--;
+        ngx_http_sophon_events_status_streams(-1);
     }
 
     t[0] = &st->a;
