@@ -23,7 +23,6 @@
 #include "ngx_http_sophon_events_status.h"
 
 
-static ngx_int_t ngx_http_sophon_events_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_sophon_events_route(ngx_http_request_t *r,
     ngx_http_sophon_events_ctx_t *ctx, ngx_str_t *error);
 static ngx_int_t ngx_http_sophon_events_event_id(ngx_http_request_t *r,
@@ -54,6 +53,7 @@ static char *ngx_http_sophon_events_db(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_sophon_events_drain(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static ngx_int_t ngx_http_sophon_events_init_module(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_sophon_events_init_process(ngx_cycle_t *cycle);
 static void ngx_http_sophon_events_exit_process(ngx_cycle_t *cycle);
 
@@ -259,7 +259,7 @@ ngx_module_t  ngx_http_sophon_events_module = {
     ngx_http_sophon_events_commands,        /* module directives */
     NGX_HTTP_MODULE,                        /* module type */
     NULL,                                   /* init master */
-    NULL,                                   /* init module */
+    ngx_http_sophon_events_init_module,     /* init module */
     ngx_http_sophon_events_init_process,    /* init process */
     NULL,                                   /* init thread */
     NULL,                                   /* exit thread */
@@ -312,7 +312,7 @@ static ngx_str_t  ngx_http_sophon_events_no_server =
     ngx_string("no database server is available");
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_sophon_events_handler(ngx_http_request_t *r)
 {
     ngx_int_t                           rc;
@@ -472,24 +472,9 @@ ngx_http_sophon_events_route(ngx_http_request_t *r,
 static ngx_int_t
 ngx_http_sophon_events_allow(ngx_http_request_t *r, ngx_str_t *error)
 {
-    ngx_table_elt_t  *allow;
-
-    allow = ngx_list_push(&r->headers_out.headers);
-    if (allow == NULL) {
-        return NGX_ERROR;
-    }
-
-    allow->hash = 1;
-    ngx_str_set(&allow->key, "Allow");
-
-    if (error->data == ngx_http_sophon_events_not_allowed_delete.data) {
-        ngx_str_set(&allow->value, "GET, HEAD, DELETE");
-
-    } else {
-        ngx_str_set(&allow->value, "GET, HEAD");
-    }
-
-    return NGX_OK;
+    return ngx_http_sophon_events_add_header(r, "Allow",
+              (error->data == ngx_http_sophon_events_not_allowed_delete.data)
+              ? "GET, HEAD, DELETE" : "GET, HEAD");
 }
 
 
@@ -629,6 +614,33 @@ ngx_http_sophon_events_cleanup(void *data)
     ngx_http_sophon_events_ctx_t  *ctx = data;
 
     ngx_http_sophon_events_query_detach(ctx);
+}
+
+
+/* a header of the answer: its name and value are static strings */
+
+ngx_int_t
+ngx_http_sophon_events_add_header(ngx_http_request_t *r, char *name,
+    char *value)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    h->key.data = (u_char *) name;
+    h->key.len = ngx_strlen(name);
+    h->value.data = (u_char *) value;
+    h->value.len = ngx_strlen(value);
+
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+
+    return NGX_OK;
 }
 
 
@@ -978,6 +990,10 @@ ngx_http_sophon_events_endpoint(ngx_conf_t *cf, ngx_command_t *cmd,
         return "is duplicate: a location serves one endpoint";
     }
 
+    if (clcf->handler) {
+        return "is duplicate: the location has a content handler already";
+    }
+
     if (cmd->offset) {
         flag = (ngx_flag_t *) ((char *) slcf + cmd->offset);
         *flag = 1;
@@ -1215,6 +1231,23 @@ ngx_http_sophon_events_drain(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     slcf->drain_time = ms;
 
     return NGX_CONF_OK;
+}
+
+
+/* after the configuration and its zones: the zone has a slot a worker */
+
+static ngx_int_t
+ngx_http_sophon_events_init_module(ngx_cycle_t *cycle)
+{
+    ngx_http_sophon_events_main_conf_t  *smcf;
+
+    smcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_sophon_events_module);
+    if (smcf == NULL) {
+        return NGX_OK;
+    }
+
+    return ngx_http_sophon_events_status_init_module(cycle, smcf);
 }
 
 

@@ -172,6 +172,10 @@ struct ngx_http_sophon_events_ctx_s {
     ngx_uint_t                             shape;      /* filters present */
     ngx_msec_t                             db_time;
 
+    /* what the status zone's counters have of it already (streams) */
+    ngx_uint_t                             rows_counted;
+    off_t                                  sent_counted;
+
     /* the answer */
     int64_t                                total;
     ngx_uint_t                             rows;
@@ -195,6 +199,7 @@ struct ngx_http_sophon_events_ctx_s {
     ngx_chain_t                           *file_free;
 
     unsigned                               header_sent:1;
+    unsigned                               db_sent:1;  /* a statement */
     unsigned                               discard:1;  /* HEAD */
     unsigned                               out_failed:1;
     unsigned                               over_cap:1;
@@ -207,8 +212,13 @@ struct ngx_http_sophon_events_ctx_s {
 extern ngx_module_t  ngx_http_sophon_events_module;
 
 
+/* the content handler of every endpoint */
+ngx_int_t ngx_http_sophon_events_handler(ngx_http_request_t *r);
+
 ngx_table_elt_t *ngx_http_sophon_events_header(ngx_http_request_t *r,
     ngx_str_t *name);
+ngx_int_t ngx_http_sophon_events_add_header(ngx_http_request_t *r,
+    char *name, char *value);
 
 
 #endif /* _NGX_HTTP_SOPHON_EVENTS_COMMON_H_INCLUDED_ */

@@ -290,6 +290,7 @@ ngx_http_sophon_events_query_send(ngx_http_sophon_events_ctx_t *ctx)
     q->ctx = ctx;
     q->shape = ctx->shape;
     q->start = ngx_current_msec;
+    ctx->db_sent = 1;
     q->drain_left = ctx->conf->drain_size;
     q->drain_time = ctx->conf->drain_time;
 
@@ -781,6 +782,7 @@ ngx_http_sophon_events_query_abort(ngx_http_sophon_events_query_t *q,
 
     if (ctx) {
         ctx->query = NULL;
+        ctx->db_time = ngx_current_msec - q->start;
         q->ctx = NULL;
 
         ngx_http_sophon_events_request_failed(ctx, NGX_LOG_ERR, status,

@@ -27,6 +27,7 @@
 #define NGX_HTTP_SOPHON_EVENTS_POOLS         64
 #define NGX_HTTP_SOPHON_EVENTS_SERVERS       32
 #define NGX_HTTP_SOPHON_EVENTS_LABEL_LEN     120
+#define NGX_HTTP_SOPHON_EVENTS_SLOTS         256     /* workers at most */
 
 /* a view's gauge of live streams, after the slot's counts */
 #define NGX_HTTP_SOPHON_EVENTS_LIVE          NGX_HTTP_SOPHON_EVENTS_NCOUNTS
@@ -116,8 +117,7 @@ typedef struct {
 typedef struct {
     ngx_http_request_t             *request;
     ngx_chain_t                    *out;
-    ngx_chain_t                   **last;
-    ngx_buf_t                      *buf;
+    ngx_chain_t                    *cl;       /* the last */
     off_t                           size;
 } ngx_http_sophon_events_writer_t;
 
@@ -156,6 +156,12 @@ enum {
     NGX_HTTP_SOPHON_EVENTS_SERVER_FAILS,
     NGX_HTTP_SOPHON_EVENTS_SERVER_LAG
 };
+
+
+/* open, then idle, are written apart: a scrape between them sees more idle */
+
+#define ngx_http_sophon_events_busy(s)                                       \
+    ((s)->open > (s)->idle ? (s)->open - (s)->idle : 0)
 
 
 static ngx_int_t ngx_http_sophon_events_zone_init(ngx_shm_zone_t *shm_zone,
@@ -211,6 +217,8 @@ static ngx_int_t ngx_http_sophon_events_emit_server(
     ngx_http_sophon_events_view_t *view);
 static ngx_int_t ngx_http_sophon_events_write(
     ngx_http_sophon_events_writer_t *w, const char *fmt, ...);
+static ngx_int_t ngx_http_sophon_events_write_room(
+    ngx_http_sophon_events_writer_t *w, size_t room);
 static ngx_int_t ngx_http_sophon_events_write_label(
     ngx_http_sophon_events_writer_t *w, ngx_str_t *value);
 
@@ -424,8 +432,6 @@ ngx_int_t
 ngx_http_sophon_events_status_postconfiguration(ngx_conf_t *cf,
     ngx_http_sophon_events_main_conf_t *smcf)
 {
-    size_t                      need;
-    ngx_core_conf_t            *ccf;
     ngx_http_handler_pt        *h;
     ngx_http_core_main_conf_t  *cmcf;
 
@@ -439,23 +445,14 @@ ngx_http_sophon_events_status_postconfiguration(ngx_conf_t *cf,
         return NGX_OK;
     }
 
-    ccf = (ngx_core_conf_t *) ngx_get_conf(cf->cycle->conf_ctx,
-                                           ngx_core_module);
-
-    /* the slab pool's own pages, and a margin for its bookkeeping */
-
-    need = (ccf->worker_processes == NGX_CONF_UNSET ? 1
-                                                    : ccf->worker_processes)
-           * sizeof(ngx_http_sophon_events_slot_t)
-           + 8 * ngx_pagesize;
-
-    if (smcf->zone->shm.size < need) {
-        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                      "sophon_events_zone \"%V\" is too small for %i "
-                      "workers: it needs %uzk",
-                      &smcf->zone->shm.name, ccf->worker_processes,
-                      need / 1024 + 1);
-        return NGX_ERROR;
+    if (smcf->pools.nelts > NGX_HTTP_SOPHON_EVENTS_POOLS
+        || smcf->servers.nelts > NGX_HTTP_SOPHON_EVENTS_SERVERS)
+    {
+        ngx_log_error(NGX_LOG_WARN, cf->log, 0,
+                      "sophon_events_zone shows the connections of the "
+                      "first %d sophon_events_db and the first %d servers "
+                      "only", NGX_HTTP_SOPHON_EVENTS_POOLS,
+                      NGX_HTTP_SOPHON_EVENTS_SERVERS);
     }
 
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
@@ -471,7 +468,49 @@ ngx_http_sophon_events_status_postconfiguration(ngx_conf_t *cf,
 }
 
 
-/* a reload keeps the old zone's counts; a new zone has as many slots as fit */
+/*
+ * After the configuration, worker_processes included, and the zones: a
+ * slot for every worker, or a clear refusal (a reload keeps the old
+ * configuration).  A zone of another size is a new zone, counting anew.
+ */
+
+ngx_int_t
+ngx_http_sophon_events_status_init_module(ngx_cycle_t *cycle,
+    ngx_http_sophon_events_main_conf_t *smcf)
+{
+    size_t                           need;
+    ngx_core_conf_t                 *ccf;
+    ngx_http_sophon_events_shctx_t  *sh;
+
+    if (smcf->zone == NULL) {
+        return NGX_OK;
+    }
+
+    ccf = (ngx_core_conf_t *) ngx_get_conf(cycle->conf_ctx, ngx_core_module);
+    sh = smcf->zone->data;
+
+    if ((ngx_uint_t) ccf->worker_processes <= sh->nslots) {
+        return NGX_OK;
+    }
+
+    /* the slab pool's own pages, and a margin for its bookkeeping */
+
+    need = ccf->worker_processes * sizeof(ngx_http_sophon_events_slot_t)
+           + 8 * ngx_pagesize;
+
+    ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                  "sophon_events_zone \"%V\" has %ui slots for %i workers: "
+                  "give it %uzk at least", &smcf->zone->shm.name, sh->nslots,
+                  ccf->worker_processes, need / 1024 + 1);
+
+    return NGX_ERROR;
+}
+
+
+/*
+ * A reload keeps the old zone's counts; a new zone has as many slots as
+ * fit, up to NGX_HTTP_SOPHON_EVENTS_SLOTS.
+ */
 
 static ngx_int_t
 ngx_http_sophon_events_zone_init(ngx_shm_zone_t *shm_zone, void *data)
@@ -496,6 +535,7 @@ ngx_http_sophon_events_zone_init(ngx_shm_zone_t *shm_zone, void *data)
     }
 
     n = (shpool->end - shpool->start) / sizeof(ngx_http_sophon_events_slot_t);
+    n = ngx_min(n, NGX_HTTP_SOPHON_EVENTS_SLOTS);
 
     for ( ;; ) {
         if (n == 0) {
@@ -554,8 +594,8 @@ ngx_http_sophon_events_status_init_process(ngx_cycle_t *cycle,
     if (ngx_worker >= sh->nslots) {
         ngx_log_error(NGX_LOG_ALERT, cycle->log, 0,
                       "sophon_events_zone \"%V\" has %ui slots: worker %ui "
-                      "is not counted (a larger zone needs a restart)",
-                      &smcf->zone->shm.name, sh->nslots, ngx_worker);
+                      "is not counted", &smcf->zone->shm.name, sh->nslots,
+                      ngx_worker);
         return;
     }
 
@@ -707,6 +747,27 @@ ngx_http_sophon_events_status_server(ngx_http_sophon_events_server_t *server)
 
 
 void
+ngx_http_sophon_events_status_progress(ngx_http_sophon_events_ctx_t *ctx)
+{
+    off_t  sent;
+
+    if (ngx_http_sophon_events_slot == NULL) {
+        return;
+    }
+
+    sent = ctx->request->connection->sent;
+
+    ngx_http_sophon_events_count(NGX_HTTP_SOPHON_EVENTS_COUNT_ROWS,
+                                 ctx->rows - ctx->rows_counted);
+    ngx_http_sophon_events_count(NGX_HTTP_SOPHON_EVENTS_COUNT_BYTES,
+                                 sent - ctx->sent_counted);
+
+    ctx->rows_counted = ctx->rows;
+    ctx->sent_counted = sent;
+}
+
+
+void
 ngx_http_sophon_events_status_streams(ngx_int_t delta)
 {
     ngx_http_sophon_events_nstreams += delta;
@@ -736,6 +797,7 @@ ngx_http_sophon_events_status_log(ngx_http_request_t *r)
     ngx_uint_t                          status;
     ngx_time_t                         *tp;
     ngx_msec_int_t                      ms;
+    ngx_http_core_loc_conf_t           *clcf;
     ngx_http_sophon_events_slot_t      *slot;
     ngx_http_sophon_events_ctx_t       *ctx;
     ngx_http_sophon_events_loc_conf_t  *conf;
@@ -745,11 +807,15 @@ ngx_http_sophon_events_status_log(ngx_http_request_t *r)
         return NGX_OK;
     }
 
-    conf = ngx_http_get_module_loc_conf(r, ngx_http_sophon_events_module);
+    /* the module's own: not a location inside one, which inherits its conf */
 
-    if (!conf->enable && !conf->stream && !conf->stats) {
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    if (clcf->handler != ngx_http_sophon_events_handler) {
         return NGX_OK;
     }
+
+    conf = ngx_http_get_module_loc_conf(r, ngx_http_sophon_events_module);
 
     status = r->err_status ? r->err_status : r->headers_out.status;
 
@@ -762,14 +828,14 @@ ngx_http_sophon_events_status_log(ngx_http_request_t *r)
                   1);
     }
 
-    ngx_http_sophon_events_count(NGX_HTTP_SOPHON_EVENTS_COUNT_BYTES,
-                                 r->connection->sent);
-
     ctx = ngx_http_get_module_ctx(r, ngx_http_sophon_events_module);
 
     if (ctx) {
-        ngx_http_sophon_events_count(NGX_HTTP_SOPHON_EVENTS_COUNT_ROWS,
-                                     ctx->rows);
+        ngx_http_sophon_events_status_progress(ctx);
+
+    } else {
+        ngx_http_sophon_events_count(NGX_HTTP_SOPHON_EVENTS_COUNT_BYTES,
+                                     r->connection->sent);
     }
 
     if (conf->stream) {
@@ -783,7 +849,7 @@ ngx_http_sophon_events_status_log(ngx_http_request_t *r)
 
     ngx_http_sophon_events_observe(&slot->request_time, ms);
 
-    if (ctx && ctx->pool) {
+    if (ctx && ctx->db_sent) {
         ngx_http_sophon_events_observe(&slot->db_time,
                                        (ngx_msec_int_t) ctx->db_time);
     }
@@ -821,6 +887,12 @@ ngx_http_sophon_events_status_handler(ngx_http_request_t *r)
     ngx_http_sophon_events_main_conf_t  *smcf;
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        if (ngx_http_sophon_events_add_header(r, "Allow", "GET, HEAD")
+            != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
         return ngx_http_sophon_events_send_error(r, NGX_HTTP_NOT_ALLOWED,
                                 &ngx_http_sophon_events_status_not_allowed);
     }
@@ -844,7 +916,6 @@ ngx_http_sophon_events_status_handler(ngx_http_request_t *r)
 
     ngx_memzero(&w, sizeof(ngx_http_sophon_events_writer_t));
     w.request = r;
-    w.last = &w.out;
 
     if (prometheus) {
         rc = ngx_http_sophon_events_prometheus(&w, views, nviews);
@@ -861,6 +932,16 @@ ngx_http_sophon_events_status_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    /* the format follows Accept; a scrape is never to be cached */
+
+    if (ngx_http_sophon_events_add_header(r, "Vary", "Accept") != NGX_OK
+        || ngx_http_sophon_events_add_header(r, "Cache-Control",
+                                                "no-store")
+           != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     r->headers_out.content_type_len = r->headers_out.content_type.len;
     r->headers_out.status = NGX_HTTP_OK;
     r->headers_out.content_length_n = w.size;
@@ -871,8 +952,8 @@ ngx_http_sophon_events_status_handler(ngx_http_request_t *r)
         return rc;
     }
 
-    w.buf->last_buf = (r == r->main) ? 1 : 0;
-    w.buf->last_in_chain = 1;
+    w.cl->buf->last_buf = (r == r->main) ? 1 : 0;
+    w.cl->buf->last_in_chain = 1;
 
     return ngx_http_output_filter(r, w.out);
 }
@@ -926,7 +1007,7 @@ ngx_http_sophon_events_status_format(ngx_http_request_t *r,
 }
 
 
-/* views[0] is the sum; then one a worker that ever had its slot */
+/* views[0] is the sum; then one a slot that ever had a worker */
 
 static ngx_http_sophon_events_view_t *
 ngx_http_sophon_events_status_views(ngx_http_request_t *r,
@@ -936,16 +1017,25 @@ ngx_http_sophon_events_status_views(ngx_http_request_t *r,
     ngx_http_sophon_events_slot_t  *slot;
     ngx_http_sophon_events_view_t  *views, *view;
 
-    views = ngx_pcalloc(r->pool, (sh->nslots + 1)
-                                 * sizeof(ngx_http_sophon_events_view_t));
+    n = 1;
+
+    for (i = 0; i < sh->nslots; i++) {
+        n += (sh->slot[i].used != 0);
+    }
+
+    views = ngx_pcalloc(r->pool, n * sizeof(ngx_http_sophon_events_view_t));
     if (views == NULL) {
         return NULL;
     }
 
+    /* a worker that takes its first slot meanwhile is shown next time */
+
+    *nviews = n;
+
     views[0].worker = -1;
     n = 1;
 
-    for (i = 0; i < sh->nslots; i++) {
+    for (i = 0; i < sh->nslots && n < *nviews; i++) {
         slot = &sh->slot[i];
 
         if (!slot->used) {
@@ -1146,7 +1236,11 @@ ngx_http_sophon_events_json(ngx_http_sophon_events_writer_t *w,
         goto done;
     }
 
-    rc = ngx_http_sophon_events_write(w, "%*s\n", len, json);
+    rc = ngx_http_sophon_events_write_room(w, len + 1);
+
+    if (rc == NGX_OK) {
+        rc = ngx_http_sophon_events_write(w, "%*s\n", len, json);
+    }
 
 done:
 
@@ -1309,7 +1403,8 @@ ngx_http_sophon_events_json_server(yajl_gen gen,
                          != NGX_OK)
         || ngx_http_sophon_events_gen_key_int(gen, "open", s->open) != NGX_OK
         || ngx_http_sophon_events_gen_key_int(gen, "idle", s->idle) != NGX_OK
-        || ngx_http_sophon_events_gen_key_int(gen, "busy", s->open - s->idle)
+        || ngx_http_sophon_events_gen_key_int(gen, "busy",
+                                     ngx_http_sophon_events_busy(s))
            != NGX_OK
         || ngx_http_sophon_events_gen_key_int(gen, "queue_length", s->waiting)
            != NGX_OK
@@ -1524,7 +1619,7 @@ ngx_http_sophon_events_emit_server(ngx_http_sophon_events_writer_t *w,
             break;
 
         case NGX_HTTP_SOPHON_EVENTS_SERVER_BUSY:
-            value = s->open - s->idle;
+            value = ngx_http_sophon_events_busy(s);
             break;
 
         case NGX_HTTP_SOPHON_EVENTS_SERVER_WAITING:
@@ -1600,53 +1695,86 @@ ngx_http_sophon_events_write_label(ngx_http_sophon_events_writer_t *w,
 }
 
 
-/* printf into the answer's buffers: a new one when the last is nearly full */
+/*
+ * printf into the answer's buffers; what fills the last buffer may be cut,
+ * and is written again into a larger one.
+ */
 
 static ngx_int_t
 ngx_http_sophon_events_write(ngx_http_sophon_events_writer_t *w,
     const char *fmt, ...)
 {
-    size_t        room;
-    u_char       *p;
-    va_list       args;
-    ngx_chain_t  *cl;
+    size_t    room;
+    u_char   *p;
+    va_list   args;
 
     room = 4096;
 
     for ( ;; ) {
-        if (w->buf == NULL || (size_t) (w->buf->end - w->buf->last) < room) {
-            cl = ngx_alloc_chain_link(w->request->pool);
-            if (cl == NULL) {
-                return NGX_ERROR;
-            }
-
-            cl->buf = ngx_create_temp_buf(w->request->pool,
-                                          ngx_max(room, 16384));
-            if (cl->buf == NULL) {
-                return NGX_ERROR;
-            }
-
-            cl->next = NULL;
-            *w->last = cl;
-            w->last = &cl->next;
-            w->buf = cl->buf;
+        if (ngx_http_sophon_events_write_room(w, room) != NGX_OK) {
+            return NGX_ERROR;
         }
 
         va_start(args, fmt);
-        p = ngx_vslprintf(w->buf->last, w->buf->end, fmt, args);
+        p = ngx_vslprintf(w->cl->buf->last, w->cl->buf->end, fmt, args);
         va_end(args);
 
-        if (p < w->buf->end) {
+        if (p < w->cl->buf->end) {
             break;
         }
 
-        /* it filled the buffer: perhaps cut, write it again into a larger */
-
-        room = (w->buf->end - w->buf->start) * 2;
+        room = (w->cl->buf->end - w->cl->buf->last) * 2;
     }
 
-    w->size += p - w->buf->last;
-    w->buf->last = p;
+    w->size += p - w->cl->buf->last;
+    w->cl->buf->last = p;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The last buffer with "room" bytes free: it, or a new one, which takes
+ * its place if it is still empty (nginx refuses an empty buffer).
+ */
+
+static ngx_int_t
+ngx_http_sophon_events_write_room(ngx_http_sophon_events_writer_t *w,
+    size_t room)
+{
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    if (w->cl && (size_t) (w->cl->buf->end - w->cl->buf->last) >= room) {
+        return NGX_OK;
+    }
+
+    b = ngx_create_temp_buf(w->request->pool, ngx_max(room, 16384));
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (w->cl && w->cl->buf->last == w->cl->buf->pos) {
+        w->cl->buf = b;
+        return NGX_OK;
+    }
+
+    cl = ngx_alloc_chain_link(w->request->pool);
+    if (cl == NULL) {
+        return NGX_ERROR;
+    }
+
+    cl->buf = b;
+    cl->next = NULL;
+
+    if (w->cl) {
+        w->cl->next = cl;
+
+    } else {
+        w->out = cl;
+    }
+
+    w->cl = cl;
 
     return NGX_OK;
 }

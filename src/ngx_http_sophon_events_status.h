@@ -35,6 +35,8 @@ char *ngx_http_sophon_events_status(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 ngx_int_t ngx_http_sophon_events_status_postconfiguration(ngx_conf_t *cf,
     ngx_http_sophon_events_main_conf_t *smcf);
+ngx_int_t ngx_http_sophon_events_status_init_module(ngx_cycle_t *cycle,
+    ngx_http_sophon_events_main_conf_t *smcf);
 void ngx_http_sophon_events_status_init_process(ngx_cycle_t *cycle,
     ngx_http_sophon_events_main_conf_t *smcf);
 void ngx_http_sophon_events_status_exit_process(void);
@@ -49,6 +51,9 @@ void ngx_http_sophon_events_status_pool(ngx_http_sophon_events_pool_t *pool);
 void ngx_http_sophon_events_status_server(
     ngx_http_sophon_events_server_t *server);
 void ngx_http_sophon_events_status_streams(ngx_int_t delta);
+
+/* the events and bytes a request sent since it was last counted */
+void ngx_http_sophon_events_status_progress(ngx_http_sophon_events_ctx_t *ctx);
 
 
 #endif /* _NGX_HTTP_SOPHON_EVENTS_STATUS_H_INCLUDED_ */

@@ -959,6 +959,8 @@ ngx_http_sophon_events_stream_heartbeat(ngx_event_t *ev)
 
     ngx_add_timer(&st->heartbeat, ctx->conf->stream_heartbeat);
 
+    ngx_http_sophon_events_status_progress(ctx);
+
     if (ctx->query || ctx->done || st->leader) {
         /* rows are on their way: no comment between an event's lines */
         return;
@@ -1153,30 +1155,19 @@ ngx_http_sophon_events_stream_retry_handler(ngx_event_t *ev)
 static ngx_int_t
 ngx_http_sophon_events_stream_header(ngx_http_sophon_events_ctx_t *ctx)
 {
-    ngx_table_elt_t     *h;
     ngx_http_request_t  *r;
 
     r = ctx->request;
 
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    h->hash = 1;
-    ngx_str_set(&h->key, "Cache-Control");
-    ngx_str_set(&h->value, "no-cache");
-
     /* a proxy in front passes the events on as they come */
 
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
+    if (ngx_http_sophon_events_add_header(r, "Cache-Control", "no-cache")
+        != NGX_OK
+        || ngx_http_sophon_events_add_header(r, "X-Accel-Buffering", "no")
+           != NGX_OK)
+    {
         return NGX_ERROR;
     }
-
-    h->hash = 1;
-    ngx_str_set(&h->key, "X-Accel-Buffering");
-    ngx_str_set(&h->value, "no");
 
     if (ngx_http_sophon_events_output_header(ctx,
                                     &ngx_http_sophon_events_event_stream)
@@ -1518,6 +1509,7 @@ ngx_http_sophon_events_stream_deliver(ngx_http_sophon_events_stream_t *st,
     ctx = st->ctx;
 
     ctx->rows++;
+    ngx_http_sophon_events_status_progress(ctx);
 
     if (ngx_http_sophon_events_stream_frame(st, res) != NGX_OK) {
         return NGX_ERROR;

@@ -130,6 +130,11 @@ sub make_mix {
         $status{ $r->{status} }++;
         $bytes += length $r->{raw};
     }
+
+    # a location inside the module's is not the module's: not counted
+    my $r = http_request(undef, path => '/SophonFace/api/events/static/x');
+    die "the static location: $r->{status}\n" if $r->{status} != 204;
+
     return (\%status, 12, $bytes, scalar @mix, 6);
 }
 
@@ -179,9 +184,11 @@ sub scenario_mix {
     ok($s->{up} && $s->{role} eq 'primary' && $s->{fails} == 0,
        "$name - the server is up, the primary, without failures")
         or diag(JSON::PP->new->canonical->encode($s));
-    ok($s->{open} >= 1 && $s->{idle} + $s->{busy} == $s->{open}
-       && $s->{queue_length} == 0,
-       "$name - its pool: open = idle + busy, nobody waiting")
+    my $backends = scalar @{ module_backends() };
+    is_deeply([ @$s{qw(open idle busy queue_length)} ],
+              [ $backends, $backends, 0, 0 ],
+              "$name - its pools: as many open as PostgreSQL has backends of"
+              . " the module, all idle, nobody waiting")
         or diag(JSON::PP->new->canonical->encode($s));
 
     # the same counts in the text format, parsed by Prometheus's parser
@@ -302,6 +309,13 @@ sub scenario_failures {
     is($sum->{queue_timeouts}, $got{503},
        "$name - queue_timeouts: one a 503");
     is($sum->{queue_full}, 0, "$name - queue_full");
+    my $db = $sum->{db_duration_seconds};
+    is($db->{count}, 1 + ($got{504} // 0),
+       "$name - the database histogram: the statements that went out, not"
+       . " the requests that never had a connection");
+    ok($db->{sum} >= 3 * $db->{count} && $db->{buckets}{'2.5'} == 0,
+       "$name - ... each with the 3 s it waited")
+        or diag(JSON::PP->new->canonical->encode($db));
 
     my $samples = status_samples();
     is(sample($samples, 'sophon_events_connect_failures_total'), 1,
@@ -315,13 +329,28 @@ sub scenario_stream {
     my ($block) = @_;
     my $name = $block->name;
 
-    my $c = sse_open('') or die "cannot open a stream: $!\n";
+    my $c = sse_open('streams=status-031-cam')
+        or die "cannot open a stream: $!\n";
     my ($open) = wait_until(5, 0.05, sub {
         status_json()->{sum}{live_streams} == 1
     });
     ok($open, "$name - live_streams is 1 while a stream is open");
     is(sample(status_samples(), 'sophon_events_streams_total'), 1,
        "$name - streams_total");
+
+    # its events are counted as they go, not when it ends
+    SophonTest::insert_events(map {
+        '{"_id":"status-031-' . $_ . '","timestamp":' . (1500000000 + $_)
+        . ',"common":{"ep_info":{"device_id":"status-031-cam"}}}'
+    } 1 .. 3);
+    ok(sse_wait($c, 3, 10), "$name - the stream sends the 3 new events");
+    my ($rows) = wait_until(5, 0.05, sub {
+        status_json()->{sum}{rows_sent} == 3
+    });
+    ok($rows, "$name - rows_sent counts them while the stream is open");
+    SophonTest::psql(
+        "DELETE FROM sophon_events WHERE id LIKE 'status-031-%';"
+        . " DELETE FROM sophon_event_deletions WHERE id LIKE 'status-031-%'");
 
     sse_close($c);
     my ($closed) = wait_until(5, 0.05, sub {
@@ -355,6 +384,36 @@ sub scenario_cut {
               . " log line shows (500)");
 }
 
+# TEST 9
+sub scenario_too_small {
+    my ($block) = @_;
+    my $name = $block->name;
+    my $dir = File::Temp::tempdir('sophon-031-XXXXXX', TMPDIR => 1,
+                                  CLEANUP => 1);
+    mkdir "$dir/logs";
+
+    # worker_processes after the http block: the check waits for it
+    my $conf = sub {
+        my ($workers) = @_;
+        open my $fh, '>', "$dir/nginx.conf" or die "$dir/nginx.conf: $!\n";
+        print $fh join '', map { "load_module $_;\n" }
+                           split ' ', $ENV{TEST_NGINX_LOAD_MODULES};
+        print $fh "error_log $dir/logs/error.log;\npid $dir/nginx.pid;\n"
+                  . "events {}\nhttp {\n    sophon_events_zone small 32k;\n"
+                  . "}\nworker_processes $workers;\n";
+        close $fh;
+        my $out = `$ENV{TEST_NGINX_BINARY} -t -p $dir -c $dir/nginx.conf 2>&1`;
+        return ($? == 0, $out);
+    };
+
+    my ($ok, $out) = $conf->(2);
+    ok($ok, "$name - 32k holds 2 workers") or diag($out);
+    ($ok, $out) = $conf->(4);
+    ok(!$ok && $out =~ /sophon_events_zone "small" has 2 slots for 4 workers:/
+       && $out =~ /give it \d+k at least/,
+       "$name - but not 4: nginx -t says how large it must be") or diag($out);
+}
+
 run_tests();
 
 __DATA__
@@ -365,6 +424,10 @@ __DATA__
     location /SophonFace/api/events {
         sophon_events;
         sophon_events_db "$TEST_NGINX_SOPHON_DB";
+
+        location /SophonFace/api/events/static/ {
+            return 204;
+        }
     }
     location = /sophon_status {
         sophon_events_status;
@@ -374,6 +437,8 @@ GET /sophon_status
 --- error_code: 200
 --- response_headers
 Content-Type: application/json
+Vary: Accept
+Cache-Control: no-store
 --- scenario: mix
 --- timeout: 30
 --- no_error_log
@@ -388,6 +453,10 @@ Content-Type: application/json
     location /SophonFace/api/events {
         sophon_events;
         sophon_events_db "$TEST_NGINX_SOPHON_DB";
+
+        location /SophonFace/api/events/static/ {
+            return 204;
+        }
     }
     location = /sophon_status {
         sophon_events_status;
@@ -486,6 +555,8 @@ GET /sophon_status
 [400, 405, 200]
 --- response_body_like eval
 [qr/"message":"format: must be json or prometheus"/, qr/"message":"method: only GET and HEAD are allowed"/, qr/^$/]
+--- response_headers eval
+[{}, { Allow => 'GET, HEAD' }, { 'Content-Type' => 'text/plain; version=0.0.4; charset=utf-8' }]
 
 
 
@@ -497,3 +568,29 @@ GET /sophon_status
 --- must_die
 --- error_log
 sophon_events_status needs sophon_events_zone
+
+
+
+=== TEST 8: a location serves the status page or an endpoint, not both
+--- http_config eval: $main::HttpConfig
+--- config
+    location = /sophon_status {
+        sophon_events_status;
+        sophon_events;
+    }
+--- must_die
+--- error_log
+"sophon_events" directive is duplicate: the location has a content handler already
+
+
+
+=== TEST 9: a zone too small for worker_processes stops nginx -t, wherever worker_processes is
+--- http_config eval: $main::HttpConfig
+--- config
+    location = /sophon_status {
+        sophon_events_status;
+    }
+--- request
+GET /sophon_status
+--- error_code: 200
+--- scenario: too_small
