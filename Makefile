@@ -5,6 +5,7 @@
 #   make demo-stop       stop it
 #   make test            the whole test suite (T=t/003-foo.t for one file)
 #   make test-asan       the same against an AddressSanitizer+UBSan build
+#   make test-http2      the same over HTTP/2 (Test::Nginx's TEST_NGINX_USE_HTTP2)
 #   make test-valgrind   the same with nginx under valgrind
 #   make fuzz            libFuzzer on the parser and the answer (FUZZ_SECONDS)
 #   make build-static    Debian 12's nginx with the module compiled in, tested
@@ -20,8 +21,8 @@ SANITIZE = -fsanitize=address,undefined -fno-sanitize-recover=undefined
 
 FUZZ_SECONDS = 60
 
-.PHONY: all module deps check-deps test test-asan test-valgrind fuzz demo \
-	demo-stop build-static build-other deb test-deb clean
+.PHONY: all module deps check-deps test test-asan test-http2 test-valgrind \
+	fuzz demo demo-stop build-static build-other deb test-deb clean
 
 all: module
 
@@ -49,6 +50,12 @@ test-asan: check-deps
 	SOPHON_SANITIZE=1 \
 	SOPHON_MODULE=$(CURDIR)/build/asan/ngx_http_sophon_events_module.so \
 	util/run-tests $(T)
+
+# the suite with every block that HTTP/2 can carry sent over it:
+# Test::Nginx's TEST_NGINX_USE_HTTP2 mode (clear text, prior knowledge)
+test-http2: check-deps
+	util/build-module $(NGINX_SRC)
+	TEST_NGINX_USE_HTTP2=1 util/run-tests $(T)
 
 # the suite with nginx under valgrind (valgrind.suppress: nginx's own);
 # nginx unloads the module before the leak check: keep its symbols

@@ -86,6 +86,7 @@ main::get('groups=' . main::enc(main::json_list(main::group(0), main::group(1)))
 
 
 === TEST 2: groups, a JSON array as a browser sends it (["a","b"] with only the quotes encoded)
+--- curl_options: -g
 --- request eval
 main::get(('groups=["' . main::group(0) . '","' . main::group(1) . '"]')
           =~ s/"/%22/gr, 'per_page=100')
@@ -315,6 +316,7 @@ main::unfiltered_first_page()
 
 
 === TEST 23: groups=[ ] with a space inside is no filter either
+--- curl_options: -g
 --- config
     location /events {
         sophon_events;
@@ -352,6 +354,7 @@ main::get('streams=' . main::enc(main::json_list(main::stream(0), main::stream(1
 
 
 === TEST 26: streams, a JSON array as a browser sends it
+--- curl_options: -g
 --- request eval
 main::get(('streams=["' . main::stream(2) . '","' . main::stream(3) . '"]')
           =~ s/"/%22/gr, 'per_page=100')
@@ -497,6 +500,7 @@ GET /SophonFace/api/events?userType=%5B1%2C4%5D&per_page=100
 
 
 === TEST 39: userType, a JSON array of numbers as a browser sends it
+--- curl_options: -g
 --- request
 GET /SophonFace/api/events?userType=[2,3]&per_page=100
 --- error_code: 200

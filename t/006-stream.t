@@ -19,8 +19,8 @@
 use Test::Nginx::Socket 'no_plan';
 use lib 't';
 use SophonTest;
+use SophonClient qw(backend_count wait_until);
 use IO::Uncompress::Gunzip qw(gunzip $GunzipError);
-use Time::HiRes ();
 
 repeat_each(2);
 no_shuffle();
@@ -143,12 +143,6 @@ sub check_json_text {
         or diag("@escapes[0 .. ($#escapes < 4 ? $#escapes : 4)]");
 }
 
-sub nginx_backends {
-    my $out = `psql "\$TEST_NGINX_SOPHON_ADMIN_DB" -X -A -t -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'nginx sophon_events'" 2>&1`;
-    chomp $out;
-    return $out;
-}
-
 sub check_one_db_connection {
     my ($name) = @_;
 
@@ -169,11 +163,7 @@ sub check_one_db_connection {
 
     # the previous nginx's backends may take a moment to go
     my $n;
-    for (1 .. 40) {
-        $n = nginx_backends();
-        last if $n eq '1' || $n !~ /^\d+$/ || $n < 1;
-        Time::HiRes::sleep(0.05);
-    }
+    wait_until(3, 0.05, sub { ($n = backend_count()) <= 1 });
     is($n, 1, "$name - one backend serves nginx");
 }
 
@@ -214,26 +204,14 @@ add_response_body_check(sub {
     check_one_db_connection($name) if defined $block->one_db_connection;
 });
 
-our $Location = <<'_EOC_';
-    location = /SophonFace/api/events {
-        sophon_events;
-        sophon_events_db "$TEST_NGINX_SOPHON_DB";
-    }
-_EOC_
-
-add_block_preprocessor(sub {
-    my $block = shift;
-
-    if (!defined $block->config) {
-        $block->set_value("config", $Location);
-    }
-});
+add_block_preprocessor(\&SophonTest::default_location);
 
 run_tests();
 
 __DATA__
 
 === TEST 1: a page of 1000 events (about 10 MB) arrives whole, chunked
+--- no_http2: it checks HTTP/1.1's chunked framing
 --- request
 GET /SophonFace/api/events?per_page=1000&page=0
 --- error_code: 200
@@ -263,6 +241,7 @@ GET /SophonFace/api/events?per_page=1000&page=1
 
 
 === TEST 3: buffers of 4k: every row spans several buffers
+--- no_http2: it checks HTTP/1.1's chunked framing
 --- config
     location = /SophonFace/api/events {
         sophon_events;
@@ -285,6 +264,7 @@ Transfer-Encoding: chunked
 
 
 === TEST 4: one buffer of 1k
+--- no_http2: it checks HTTP/1.1's chunked framing
 --- config
     location = /SophonFace/api/events {
         sophon_events;
@@ -369,6 +349,7 @@ Connection: close
 
 
 === TEST 8: gzip: compressed, and it inflates to the exact page
+--- no_http2: it checks HTTP/1.1's chunked framing
 --- config
     location = /SophonFace/api/events {
         sophon_events;

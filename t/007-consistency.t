@@ -37,10 +37,8 @@
 use Test::Nginx::Socket 'no_plan';
 use lib 't';
 use SophonTest ();
+use SophonClient qw(psql_start reap);
 use JSON::PP ();
-use File::Temp ();
-use POSIX ();
-use Time::HiRes ();
 
 repeat_each(2);
 no_shuffle();
@@ -124,11 +122,7 @@ my %ChurnById = map { $_->{_id} => $_ } @Churn;
 my @ChurnLeft;      # the churners' rows left in the database, once done
 
 sub insert_sql {
-    my (@docs) = @_;
-    return "INSERT INTO sophon_events (doc) VALUES "
-           . join(', ', map { (my $t = $json->encode($_)) =~ s/'/''/g;
-                              "('$t')" } @docs)
-           . ";\n";
+    return SophonTest::insert_sql(map { $json->encode($_) } @_);
 }
 
 # the first churner: inserts batch b, deletes batch b - 20 by id
@@ -169,62 +163,8 @@ sub churn_delete_script {
 }
 
 # --------------------------------------------------------------------------
-# Writers: psql processes running a script, started and reaped by this
-# script only
-
-my %Scripts;        # pid => its script, while it runs
-
-sub start_psql {
-    my ($sql) = @_;
-
-    my ($out, $file) = File::Temp::tempfile(
-        'sophon-007-writer-XXXXXX', TMPDIR => 1, SUFFIX => '.sql');
-    binmode $out;
-    print $out $sql;
-    close $out or die "$file: $!\n";
-
-    my $pid = fork;
-    die "fork: $!\n" if !defined $pid;
-
-    if ($pid == 0) {
-        open STDOUT, '>', '/dev/null';
-        exec('psql', $ENV{TEST_NGINX_SOPHON_ADMIN_DB}, '-X', '-q',
-             '-v', 'ON_ERROR_STOP=1', '-f', $file)
-            or POSIX::_exit(127);
-    }
-
-    $Scripts{$pid} = $file;
-    return $pid;
-}
-
-# waits at most $timeout seconds, then stops it; returns its exit status
-sub reap_psql {
-    my ($pid, $timeout) = @_;
-    my $status;
-
-    my $deadline = Time::HiRes::time() + $timeout;
-    while (1) {
-        my $r = waitpid($pid, POSIX::WNOHANG());
-        if ($r == $pid || $r == -1) {
-            $status = $r == -1 ? -1 : $?;
-            last;
-        }
-
-        if (Time::HiRes::time() >= $deadline) {
-            kill 'TERM', $pid;
-            Time::HiRes::sleep(0.5);
-            kill 'KILL', $pid if waitpid($pid, POSIX::WNOHANG()) == 0;
-            waitpid($pid, 0);
-            $status = "stopped after $timeout s";
-            last;
-        }
-
-        Time::HiRes::sleep(0.05);
-    }
-
-    unlink delete $Scripts{$pid};
-    return $status;
-}
+# Writers: psql processes running a script (SophonClient's psql_start),
+# reaped by this script: their exit status, or 'killed' past a time bound
 
 my $Writer;          # the inserting writer's pid while it runs
 my $WriterStatus;    # its exit status ($?) once reaped
@@ -235,7 +175,7 @@ my @Churners;        # the churners' pids while they run
 sub start_writer {
     return if $Writer || defined $WriterStatus;
 
-    $Writer = start_psql(join '', map {
+    $Writer = psql_start(join '', map {
         insert_sql($_) . "SELECT pg_sleep(0.006);\n"
     } @Written);
 }
@@ -244,7 +184,7 @@ sub reap_writer {
     my ($timeout) = @_;
     return $WriterStatus if !$Writer;
 
-    $WriterStatus = reap_psql($Writer, $timeout);
+    $WriterStatus = reap($Writer, $timeout);
     undef $Writer;
 
     return $WriterStatus;
@@ -253,7 +193,7 @@ sub reap_writer {
 END {
     if ($$ == $MainPid) {
         local $?;
-        reap_psql($_, 0) for keys %Scripts;
+        reap($_, 0) for grep { $_ } $Writer, @Churners;
         eval { delete_live_rows() };
         warn "007-consistency: cannot delete the live rows: $@" if $@;
     }
@@ -270,36 +210,12 @@ my %TotalsSeen;     # distinct totals seen while the writer ran
 my %ChurnTotalsSeen;    # ... and while the churners ran
 my %PageIds;        # rep => { id => 1 } over the pages of an --- all_ids block
 
-sub query_of {
+# the filters of a query string, as given: its pairs with a value, but
+# the page's (an empty value is no filter)
+sub filter_of {
     my ($qs) = @_;
-    my %q;
-    for my $pair (split /&/, $qs // '') {
-        my ($k, $v) = split /=/, $pair, 2;
-        $v //= '';
-        $v =~ s/%([0-9A-Fa-f]{2})/chr hex $1/ge;
-        $q{$k} = $v if $v ne '';    # an empty value is no filter
-    }
-    return \%q;
-}
-
-# does a written document match the filters of the query?
-sub matches {
-    my ($doc, $q) = @_;
-    my $c = $doc->{common};
-
-    if (defined $q->{userType}) {
-        my %types = map { $_ => 1 } split /,/, $q->{userType};
-        return 0 if !$types{ $c->{person_type} };
-    }
-
-    return 0 if defined $q->{score_min} && $c->{score} < $q->{score_min};
-    return 0 if defined $q->{score_max} && $c->{score} > $q->{score_max};
-    return 0 if defined $q->{datetime_gte}
-                && $doc->{timestamp} < $q->{datetime_gte};
-    return 0 if defined $q->{datetime_lte}
-                && $doc->{timestamp} > $q->{datetime_lte};
-
-    return 1;
+    return join '&', sort grep { /=./ && !/^(?:page|per_page)=/ }
+                          split /&/, $qs;
 }
 
 # a churner's row may have another person type than written
@@ -307,12 +223,6 @@ sub untyped {
     my ($doc) = @_;
     return $json->encode({ %$doc, common => { %{ $doc->{common} },
                                                person_type => 0 } });
-}
-
-sub newer {
-    my ($a, $b) = @_;
-    return $a->{timestamp} > $b->{timestamp}
-        || ($a->{timestamp} == $b->{timestamp} && $a->{_id} gt $b->{_id});
 }
 
 sub check_live {
@@ -325,7 +235,7 @@ sub check_live {
 
     my ($qs) = $request =~ m{^GET /SophonFace/api/events\?(\S*)}
         or return;
-    my $q = query_of($qs);
+    my $q = SophonTest::parse_query($qs);
 
     my $data = eval { JSON::PP->new->utf8->decode($body // '') };
     ok($data && ref $data eq 'HASH' && ref $data->{data} eq 'ARRAY'
@@ -369,12 +279,13 @@ sub check_live {
         }
 
         # the event as it is now: a churner may have changed its type
-        push @bad, "$id does not match the filters" if !matches($ev, $q);
+        push @bad, "$id does not match the filters"
+            if !SophonTest::matches($ev, $q);
         push @bad, "$id is not the document written"
             if $churn ? untyped($ev) ne untyped($doc)
                       : $json->encode($ev) ne $json->encode($doc);
 
-        if ($i > 0 && !newer($events->[$i - 1], $ev)) {
+        if ($i > 0 && SophonTest::newest_first($events->[$i - 1], $ev) >= 0) {
             push @bad, "$events->[$i - 1]{_id} ($events->[$i - 1]{timestamp})"
                        . " before $id ($ev->{timestamp})";
         }
@@ -385,8 +296,7 @@ sub check_live {
 
     # the same filters, a later snapshot: never fewer rows (rows are only
     # inserted, unless churners run)
-    my $filter = join '&', map { "$_=$q->{$_}" }
-                           sort grep { !/^(?:page|per_page)$/ } keys %$q;
+    my $filter = filter_of($qs);
     if ($churn) {
         $ChurnTotalsSeen{$total} = 1 if @Churners;
 
@@ -400,8 +310,9 @@ sub check_live {
     return if !defined $block->written;
 
     # the writers are done: exact totals, and every row on some page
-    my @match = sort { newer($b, $a) ? 1 : newer($a, $b) ? -1 : 0 }
-                grep { matches($_, $q) } $churn ? @ChurnLeft : @Written;
+    my @match = sort { SophonTest::newest_first($a, $b) }
+                grep { SophonTest::matches($_, $q) }
+                     $churn ? @ChurnLeft : @Written;
     $#match = $q->{top_k} - 1 if defined $q->{top_k} && @match > $q->{top_k};
 
     is($total, scalar @match, "$what - total_count is every row "
@@ -427,20 +338,11 @@ add_response_body_check(sub {
     check_live($block, $body, $req_idx, $repeated_req_idx);
 });
 
-our $Location = <<'_EOC_';
-    location = /SophonFace/api/events {
-        sophon_events;
-        sophon_events_db "$TEST_NGINX_SOPHON_DB";
-    }
-_EOC_
-
 add_block_preprocessor(sub {
     my $block = shift;
     my $name = $block->name;
 
-    if (!defined $block->config) {
-        $block->set_value("config", $Location);
-    }
+    SophonTest::default_location($block);
 
     %PageIds = ();
 
@@ -461,12 +363,12 @@ add_block_preprocessor(sub {
     }
 
     if (defined $block->start_churn && !@Churners) {
-        @Churners = (start_psql(churn_insert_script()),
-                     start_psql(churn_delete_script()));
+        @Churners = (psql_start(churn_insert_script()),
+                     psql_start(churn_delete_script()));
     }
 
     if (defined $block->wait_churn && @Churners) {
-        my @status = map { reap_psql($_, 120) } @Churners;
+        my @status = map { reap($_, 120) } @Churners;
         @Churners = ();
 
         is_deeply(\@status, [0, 0], "$name - the churners ran to the end");

@@ -26,11 +26,11 @@
 # $request_time") and its error log lines are found by that tag.
 
 use Test::Nginx::Socket 'no_plan';
+use lib 't';
+use SophonTest ();
+use SophonClient qw(:all);
 use FindBin ();
-use IO::Select ();
-use IO::Socket::INET ();
 use File::Spec ();
-use File::Temp ();
 use POSIX ();
 use Time::HiRes ();
 
@@ -45,113 +45,22 @@ our $PgDir   = $ENV{TEST_NGINX_SOPHON_PGDIR}
 $PgDir = File::Spec->rel2abs($PgDir);    # commands run from /
 our $PgPort  = $ENV{TEST_NGINX_SOPHON_PGPORT}
     or die "TEST_NGINX_SOPHON_PGPORT is not set: run with util/run-tests\n";
-our $AdminDb = $ENV{TEST_NGINX_SOPHON_ADMIN_DB}
-    or die "TEST_NGINX_SOPHON_ADMIN_DB is not set: run with util/run-tests\n";
 our $SophonPg = "$FindBin::Bin/../util/sophon-pg";
 our $PgBin   = $ENV{SOPHON_PG_BIN} || '/usr/lib/postgresql/15/bin';
-our $AppName = 'nginx sophon_events';
-our $LockerApp = 'sophon_008_locker';
+
+$SophonClient::AppName = 'sophon_008_check';
+$SophonClient::LockerAppName = 'sophon_008_locker';
 
 my $JSON = eval { require JSON::XS; JSON::XS->new->utf8 }
            || do { require JSON::PP; JSON::PP->new->utf8 };
 
-our %Children;      # pid => what, for every process this file forks
 our @Frozen;        # pids stopped with SIGSTOP
-our $Locker;        # pid of the psql that holds the lock
 
 # --------------------------------------------------------------------------
-# Processes
-
-# run_cmd(TIMEOUT, CMD...): runs CMD (no shell) with stdin from /dev/null,
-# its output captured; kills it past TIMEOUT seconds.  Returns
-# (exit status or -1 on timeout, output).
-sub run_cmd {
-    my ($timeout, @cmd) = @_;
-    my $out = File::Temp->new(TEMPLATE => 'sophon-008-cmd-XXXXXX',
-                              TMPDIR => 1);
-    my $pid = fork;
-    die "fork: $!\n" unless defined $pid;
-
-    if ($pid == 0) {
-        open STDIN, '<', '/dev/null';
-        open STDOUT, '>', $out->filename;
-        open STDERR, '>&', \*STDOUT;
-        chdir '/';
-        exec @cmd or POSIX::_exit(127);
-    }
-
-    my $deadline = Time::HiRes::time() + $timeout;
-    my $status;
-    while (1) {
-        my $r = waitpid($pid, POSIX::WNOHANG());
-        if ($r == $pid) { $status = $? >> 8; last }
-        if (Time::HiRes::time() > $deadline) {
-            kill 'KILL', $pid;
-            waitpid($pid, 0);
-            $status = -1;
-            last;
-        }
-        Time::HiRes::sleep(0.02);
-    }
-
-    open my $in, '<', $out->filename;
-    local $/;
-    my $text = <$in> // '';
-    $text .= "\n(killed after $timeout s)" if $status == -1;
-    return ($status, $text);
-}
-
-# fork_child(WHAT, CODE): CODE runs in a child that never runs END blocks
-sub fork_child {
-    my ($what, $code) = @_;
-    my $pid = fork;
-    die "fork: $!\n" unless defined $pid;
-
-    if ($pid == 0) {
-        $SIG{$_} = 'DEFAULT' for qw(INT TERM HUP);
-        my $rc = eval { $code->(); 1 } ? 0 : 1;
-        warn "$what: $@" if $rc;
-        POSIX::_exit($rc);
-    }
-
-    $Children{$pid} = $what;
-    return $pid;
-}
-
-# reap(PID, TIMEOUT): waits for a child; kills it past TIMEOUT.  Returns
-# its exit status, or undef when it had to be killed.
-sub reap {
-    my ($pid, $timeout) = @_;
-    my $deadline = Time::HiRes::time() + $timeout;
-    while (1) {
-        my $r = waitpid($pid, POSIX::WNOHANG());
-        if ($r == $pid || $r == -1) {
-            delete $Children{$pid};
-            return $r == -1 ? 0 : $? >> 8;
-        }
-        last if Time::HiRes::time() > $deadline;
-        Time::HiRes::sleep(0.02);
-    }
-    kill 'KILL', $pid;
-    waitpid($pid, 0);
-    delete $Children{$pid};
-    return undef;
-}
-
-# --------------------------------------------------------------------------
-# The database
-
-# psql_admin(SQL): the single value (or rows joined by newlines) of SQL run
-# as the superuser; dies on error.  Never waits more than 10 s.
-sub psql_admin {
-    my ($sql) = @_;
-    local $ENV{PGCONNECT_TIMEOUT} = 3;
-    my ($rc, $out) = run_cmd(10, 'psql', $AdminDb, '-X', '-q', '-A', '-t',
-                             '-v', 'ON_ERROR_STOP=1', '-c', $sql);
-    chomp $out;
-    die "psql: $sql: $out\n" if $rc != 0;
-    return $out;
-}
+# The cluster.  The database through psql (SophonTest::psql), the table
+# lock (lock_table, unlock_table), the module's backends (backend_count,
+# terminate_backends), processes (run_cmd, children_of) and forked
+# clients (start_clients, stop_clients): SophonClient
 
 sub pg_running {
     my ($rc) = run_cmd(20, $SophonPg, 'status', $PgDir);
@@ -180,18 +89,6 @@ sub postmaster_pid {
     return $pid;
 }
 
-sub children_of {
-    my ($ppid) = @_;
-    my @pids;
-    for my $stat (glob '/proc/[0-9]*/stat') {
-        open my $in, '<', $stat or next;
-        my $line = <$in> // next;
-        # pid (comm) state ppid ...: comm may hold spaces and parentheses
-        push @pids, $1 if $line =~ /^(\d+) \(.*\) \S+ (\d+) / && $2 == $ppid;
-    }
-    return @pids;
-}
-
 # pg_ctl restart -m MODE -w, as the owner of the data directory
 sub pg_restart {
     my ($mode) = @_;
@@ -218,10 +115,11 @@ sub pg_freeze {
     }
 
     my @pids = @Frozen;
-    $Watchdog = fork_child('watchdog', sub {
+    $Watchdog = start_clients(1, sub {
         POSIX::setsid();
         sleep 15;
         kill 'CONT', @pids;
+        return {};
     });
 
     return scalar @Frozen;
@@ -232,8 +130,7 @@ sub pg_thaw {
     @Frozen = ();
 
     if ($Watchdog) {
-        kill 'KILL', $Watchdog;
-        reap($Watchdog, 2);
+        stop_clients($Watchdog, 0);
         undef $Watchdog;
     }
 
@@ -244,81 +141,28 @@ sub pg_thaw {
     }
 }
 
-# the locker: a superuser transaction that holds ACCESS EXCLUSIVE on
-# sophon_events for SECS seconds; returns once the lock is held
-sub locker_start {
-    my ($secs) = @_;
-    locker_stop() if $Locker;
-
-    $Locker = fork_child('locker', sub {
-        open STDIN, '<', '/dev/null';
-        open STDOUT, '>', '/dev/null';
-        open STDERR, '>', '/dev/null';
-        exec 'psql', "$AdminDb application_name=$LockerApp", '-X', '-q',
-             '-c', "BEGIN; LOCK TABLE sophon_events IN ACCESS EXCLUSIVE MODE;"
-                   . " SELECT pg_sleep($secs); COMMIT;";
-    });
-
-    my $deadline = Time::HiRes::time() + 10;
-    while (Time::HiRes::time() < $deadline) {
-        return 1 if psql_admin(
-            "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a"
-            . " USING (pid) WHERE a.application_name = '$LockerApp'"
-            . " AND l.mode = 'AccessExclusiveLock' AND l.granted"
-            . " AND l.relation = 'sophon_events'::regclass") eq '1';
-        Time::HiRes::sleep(0.05);
-    }
-    die "the locker did not get its lock in 10 s\n";
-}
-
-# ends the locker's transaction (a superuser's pg_sleep does not notice
-# that its client went away: terminate its backend)
-sub locker_stop {
-    eval {
-        psql_admin("SELECT pg_terminate_backend(pid, 5000)"
-                   . " FROM pg_stat_activity"
-                   . " WHERE application_name = '$LockerApp'");
-    };
-    warn "008-db-faults: cannot end the locker's backend: $@" if $@;
-    reap($Locker, 5) if $Locker;
-    undef $Locker;
-}
-
-# count of nginx's backends, with an extra condition
-sub nginx_backends {
-    my ($where) = @_;
-    return psql_admin("SELECT count(*) FROM pg_stat_activity"
-                      . " WHERE application_name = '$AppName'"
-                      . ($where ? " AND ($where)" : ''));
-}
-
-# whatever happened: no frozen process, a running cluster that answers
+# whatever happened: no frozen process, a running cluster that answers,
+# no table lock
 sub pg_ensure_up {
     pg_thaw();
     pg_start() unless pg_running();
-    locker_stop() if $Locker;
+    eval { unlock_table() };
+    warn "008-db-faults: cannot release the table lock: $@" if $@;
 
-    my $deadline = Time::HiRes::time() + 30;
-    while (1) {
-        my $one = eval { psql_admin('SELECT 1') } // '';
-        return 1 if $one eq '1';
-        die "the database does not answer SELECT 1: $@\n"
-            if Time::HiRes::time() > $deadline;
-        Time::HiRes::sleep(0.2);
-    }
+    my ($up) = wait_until(30, 0.2, sub {
+        (eval { SophonTest::psql('SELECT 1') } // '') eq '1'
+    });
+    die "the database does not answer SELECT 1: $@\n" if !$up;
+    return 1;
 }
 
+# (SophonClient's END stops the clients and the lock after this one)
 END {
     if ($$ == $MainPid) {
         local $?;
-        for my $pid (keys %Children) {
-            kill 'KILL', $pid;
-            waitpid($pid, 0);
-        }
-        %Children = ();
-        undef $Locker;
-        undef $Watchdog;
-        eval { pg_ensure_up(); locker_stop() };
+        pg_thaw();
+        stop_all_clients();
+        eval { pg_ensure_up() };
         warn "008-db-faults: the database is not healthy at exit: $@" if $@;
     }
 }
@@ -330,120 +174,39 @@ for my $sig (qw(INT TERM HUP)) {
 # --------------------------------------------------------------------------
 # HTTP, with a deadline
 
-# http_get(PATH, LIMIT): { status (0: none), body (de-chunked), complete
-# (the whole body arrived), timedout, error, start, end, elapsed }
+# http_get(PATH, LIMIT): SophonClient's http_request, the answer within
+# LIMIT seconds; status 0 when none came, and complete only when the
+# body's own framing (chunks, Content-Length) ends it with nothing after
 sub http_get {
     my ($path, $limit) = @_;
-    my %r = (status => 0, body => '', complete => 0, timedout => 0,
-             error => '', start => Time::HiRes::time());
-    my $deadline = $r{start} + $limit;
-    my $raw = '';
+    my ($p, $qs) = split /\?/, $path, 2;
+    my $r = http_request($qs, path => $p, timeout => $limit, refused => 1);
 
-    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-                                     PeerPort => server_port(),
-                                     Proto => 'tcp', Timeout => $limit);
-    if (!$sock) {
-        $r{error} = "connect: $!";
-
-    } else {
-        $sock->blocking(0);
-        my $req = "GET $path HTTP/1.1\r\nHost: localhost\r\n"
-                  . "Connection: close\r\n\r\n";
-        my $sel = IO::Select->new($sock);
-
-        while (length $req) {
-            my $left = $deadline - Time::HiRes::time();
-            if ($left <= 0) { $r{timedout} = 1; last }
-            next unless $sel->can_write($left);
-            my $n = syswrite $sock, $req;
-            if (!defined $n) {
-                next if $!{EAGAIN} || $!{EINTR};
-                $r{error} = "write: $!";
-                last;
-            }
-            substr($req, 0, $n) = '';
-        }
-
-        while (!$r{timedout} && !$r{error}) {
-            my $left = $deadline - Time::HiRes::time();
-            if ($left <= 0) { $r{timedout} = 1; last }
-            next unless $sel->can_read($left);
-            my $n = sysread $sock, my $buf, 65536;
-            if (!defined $n) {
-                next if $!{EAGAIN} || $!{EINTR};
-                $r{error} = "read: $!";
-                last;
-            }
-            last if $n == 0;
-            $raw .= $buf;
-        }
-
-        close $sock;
-    }
-
-    $r{end} = Time::HiRes::time();
-    $r{elapsed} = $r{end} - $r{start};
-
-    my ($head, $body) = split /\r\n\r\n/, $raw, 2;
-    return \%r unless defined $head && $head =~ m{^HTTP/1\.[01] (\d{3})};
-    $r{status} = $1;
-    $body //= '';
-
-    if ($head =~ /^Transfer-Encoding:\s*chunked/mi) {
-        my $plain = '';
-        while ($body =~ /\G([0-9A-Fa-f]+)[^\r\n]*\r\n/gc) {
-            my $size = hex $1;
-            if ($size == 0) {
-                $r{complete} = 1;
-                last;
-            }
-            my $pos = pos $body;
-            last if length($body) < $pos + $size + 2;
-            $plain .= substr $body, $pos, $size;
-            pos($body) = $pos + $size + 2;
-        }
-        $r{body} = $plain;
-
-    } elsif ($head =~ /^Content-Length:\s*(\d+)/mi) {
-        $r{complete} = length($body) == $1;
-        $r{body} = $body;
-
-    } else {
-        $r{body} = $body;
-    }
-
-    return \%r;
+    $r->{status} //= 0;
+    $r->{complete} = $r->{complete} && ($r->{framing} // '') ne 'close'
+                     && !$r->{trailing} ? 1 : 0;
+    return $r;
 }
 
 # --------------------------------------------------------------------------
 # Logs
 
-sub log_text {
-    my ($file) = @_;
-    open my $in, '<', server_root() . "/logs/$file" or return '';
-    local $/;
-    return <$in> // '';
-}
-
 # the access log entry of the request tagged TAG: (status, request_time)
 sub access_entry {
     my ($tag) = @_;
-    for (1 .. 50) {
-        for my $line (split /\n/, log_text('faults.log')) {
-            return ($1, $2) if $line =~ /[?&]_=\Q$tag\E (\d{3}) ([\d.]+)$/;
-        }
-        Time::HiRes::sleep(0.02);
-    }
-    return;
+    my @entry;
+    wait_until(1, 0.02, sub {
+        @entry = map { /[?&]_=\Q$tag\E (\d{3}) ([\d.]+)$/ ? ($1, $2) : () }
+                     @{ log_since(logfile('faults.log'), 0) };
+    });
+    return @entry[0, 1];
 }
 
-# the error log entries of the request tagged TAG (an entry may span lines:
-# libpq's messages hold newlines)
+# the error log entries of the request tagged TAG
 sub error_entries {
     my ($tag) = @_;
     return grep { /, request: "[A-Z]+ [^"]*[?&]_=\Q$tag\E[ &]/ }
-           split /\n(?=\d{4}\/\d\d\/\d\d \d\d:\d\d:\d\d \[)/,
-                 log_text('error.log');
+                log_entries(errlog());
 }
 
 # the error log says why the request tagged TAG failed, in words: each
@@ -467,8 +230,7 @@ sub error_log_has {
 sub error_log_all_text {
     my ($name) = @_;
     my @garbled = grep { /\] \d+#\d+: (?:\*\d+ )?sophon_events: / && /[^\t\n\x20-\x7e]/ }
-                  split /\n(?=\d{4}\/\d\d\/\d\d \d\d:\d\d:\d\d \[)/,
-                        log_text('error.log');
+                  log_entries(errlog());
     ok(!@garbled, "$name - every reason in the error log is text")
         or diag(join "\n", @garbled[0 .. ($#garbled < 4 ? $#garbled : 4)]);
 }
@@ -485,17 +247,9 @@ sub took {
 }
 
 # --------------------------------------------------------------------------
-# The contract's error bodies
+# The contract's answers (SophonTest's error bodies and $Page)
 
-our %Error = (
-    500 => '{"error":{"code":50000,"message":"the database answered with an unexpected error","status":"INTERNAL_ERROR"}}',
-    503 => '{"error":{"code":50300,"message":"the database is unavailable","status":"SERVICE_UNAVAILABLE"}}',
-    504 => '{"error":{"code":50400,"message":"the database did not answer in time","status":"GATEWAY_TIMEOUT"}}',
-);
-
-sub error_re { my $body = $Error{ $_[0] }; return qr/^\Q$body\E$/ }
-
-our $Page = qr/^\{"data":\[\{.*\}\],"pagination":\{"num_pages":\d+,"page":\d+,"per_page":\d+,"total_count":\d+,"next":(?:null|"[0-9a-f]+")\}\}$/s;
+sub error_re { my $body = SophonTest::error_body($_[0]); qr/^\Q$body\E$/ }
 
 # a 200 body in full: JSON, data and pagination that agree
 sub page_ok {
@@ -523,60 +277,44 @@ sub refused_then_start {
     error_log_has($name, 'b1r0', qr/sophon_events: cannot connect to the database/,
                   qr/Connection refused/);
     pg_start();
-    is(eval { psql_admin('SELECT 1') }, '1', "$name - PostgreSQL is up again");
+    is(eval { SophonTest::psql('SELECT 1') }, '1',
+       "$name - PostgreSQL is up again");
 }
 
-# LOAD_CLIENTS clients request pages again and again, each answer within
-# LIMIT seconds, until STOP exists (or 20 s); each writes one line per
-# request: start end status complete timedout problem
+# CLIENTS clients (SophonClient's start_clients) request pages again and
+# again, each answer within LIMIT seconds, until they are told to stop (or
+# 20 s); each gives a row per request: {start, end, status, complete,
+# timedout, error, problem}
 sub start_load {
-    my ($dir, $tag, $clients, $limit) = @_;
-    my @pids;
-    for my $i (1 .. $clients) {
-        push @pids, fork_child("load client $i", sub {
-            open my $out, '>', "$dir/client-$i" or die "$dir/client-$i: $!\n";
-            $out->autoflush(1);
-            my $end = Time::HiRes::time() + 20;
-            my $n = 0;
-            while (!-e "$dir/STOP" && Time::HiRes::time() < $end) {
-                my $per_page = (5, 20, 40)[$n % 3];
-                my $page = $n % 7;
-                my $r = http_get("/SophonFace/api/events?per_page=$per_page"
-                                 . "&page=$page&_=$tag-$i-$n", $limit);
-                my $problem = '';
-                if ($r->{status} == 200 && $r->{complete}) {
-                    $problem = page_ok($r->{body}, $per_page);
-                } elsif ($r->{status} =~ /^50[034]$/ && $r->{complete}) {
-                    $problem = "body: $r->{body}"
-                        if $r->{body} ne $Error{ $r->{status} };
-                }
-                $problem =~ s/\s+/ /g;
-                # nginx gone: do not spin on refused connections
-                Time::HiRes::sleep(0.01) if $r->{status} == 0;
-                print $out join("\t", $r->{start}, $r->{end}, $r->{status},
-                                $r->{complete}, $r->{timedout},
-                                $r->{error} || '-', $problem || '-'), "\n";
-                $n++;
+    my ($tag, $clients, $limit) = @_;
+    return start_clients($clients, sub {
+        my ($i, $stop) = @_;
+        my @rows;
+        my $end = now() + 20;
+        my $n = 0;
+        while (!-e $stop && now() < $end) {
+            my $per_page = (5, 20, 40)[$n % 3];
+            my $page = $n % 7;
+            my $r = http_get("/SophonFace/api/events?per_page=$per_page"
+                             . "&page=$page&_=$tag-$i-$n", $limit);
+            my $problem = '';
+            if ($r->{status} == 200 && $r->{complete}) {
+                $problem = page_ok($r->{body}, $per_page);
+            } elsif ($r->{status} =~ /^50[034]$/ && $r->{complete}) {
+                $problem = "body: $r->{body}"
+                    if $r->{body} ne SophonTest::error_body($r->{status});
             }
-        });
-    }
-    return @pids;
-}
-
-sub read_load {
-    my ($dir) = @_;
-    my @rows;
-    for my $f (glob "$dir/client-*") {
-        open my $in, '<', $f or next;
-        while (my $line = <$in>) {
-            chomp $line;
-            my %r;
-            @r{qw(start end status complete timedout error problem)} =
-                split /\t/, $line;
-            push @rows, \%r;
+            $problem =~ s/\s+/ /g;
+            # nginx gone: do not spin on refused connections
+            Time::HiRes::sleep(0.01) if $r->{status} == 0;
+            push @rows, { (map { $_ => $r->{$_} }
+                               qw(start end status complete timedout)),
+                          error => $r->{error} || '-',
+                          problem => $problem || '-' };
+            $n++;
         }
-    }
-    return sort { $a->{start} <=> $b->{start} } @rows;
+        return { rows => \@rows };
+    });
 }
 
 # at most 10 rows, and how many there were
@@ -603,34 +341,30 @@ sub describe {
 sub restart_under_load {
     my ($block, $mode, $tag) = @_;
     my $name = $block->name;
-    my $dir = File::Temp->newdir('sophon-008-load-XXXXXX', TMPDIR => 1);
 
-    my @pids = start_load("$dir", $tag, 4, 6);
+    my $load = start_load($tag, 4, 6);
     Time::HiRes::sleep(0.6);
 
     # requests surely in flight when the server goes: their queries wait on
-    # a lock (the restart ends the locker too)
-    locker_start(30);
+    # a lock (the restart ends the locker's transaction too)
+    lock_table(30);
     Time::HiRes::sleep(0.3);
-    my $waiting = nginx_backends("wait_event_type = 'Lock'");
+    my $waiting = backend_count('Lock');
 
-    my $t0 = Time::HiRes::time();
+    my $t0 = now();
     my ($rc, $out) = pg_restart($mode);
-    my $t1 = Time::HiRes::time();
+    my $t1 = now();
     is($rc, 0, "$name - pg_ctl restart -m $mode") or diag($out);
-    reap($Locker, 5);
-    undef $Locker;
+    unlock_table();
     is($waiting, 2, "$name - both pooled connections were waiting on the"
                     . " lock when the restart began");
 
     Time::HiRes::sleep(1.8);
-    open my $stop, '>', "$dir/STOP";
-    close $stop;
 
-    my @hung = grep { !defined reap($_, 8) } @pids;
-    ok(!@hung, "$name - every load client ended (none hangs)");
+    my $res = stop_clients($load, 8);
+    ok(!$res->{killed}, "$name - every load client ended (none hangs)");
 
-    my @rows = read_load("$dir");
+    my @rows = sort { $a->{start} <=> $b->{start} } @{ $res->{rows} || [] };
     my @before = grep { $_->{end} < $t0 } @rows;
     my @during = grep { $_->{end} >= $t0 && $_->{start} < $t1 + 1 } @rows;
     my @after = grep { $_->{start} >= $t1 + 1 } @rows;
@@ -681,11 +415,7 @@ sub restart_under_load {
 
     # the pool is now two connections to the new server, idle
     my $n = 0;
-    for (1 .. 40) {
-        $n = nginx_backends();
-        last if $n == 2;
-        Time::HiRes::sleep(0.05);
-    }
+    wait_until(3, 0.05, sub { ($n = backend_count()) == 2 });
     is($n, 2, "$name - the pool holds its 2 connections");
 
     ($rc, $out) = pg_restart($mode);
@@ -694,46 +424,35 @@ sub restart_under_load {
 }
 
 # while a query of the module waits on the lock, pg_terminate_backend()
-# its backend; returns the killer's pid
-sub kill_waiting_backend {
-    my ($tag) = @_;
-    my $file = File::Temp->new(TEMPLATE => 'sophon-008-killer-XXXXXX',
-                               TMPDIR => 1, UNLINK => 0)->filename;
-    my $pid = fork_child('killer', sub {
-        my $deadline = Time::HiRes::time() + 8;
-        while (Time::HiRes::time() < $deadline) {
-            my $killed = psql_admin(
-                "SELECT count(*) FROM (SELECT pg_terminate_backend(pid)"
-                . " FROM pg_stat_activity WHERE application_name = '$AppName'"
-                . " AND wait_event_type = 'Lock') k");
-            if ($killed > 0) {
-                open my $out, '>', $file or die "$file: $!\n";
-                print $out Time::HiRes::time(), "\n";
-                close $out;
-                return;
-            }
-            Time::HiRes::sleep(0.05);
-        }
-    });
-    return ($pid, $file);
-}
-
-our ($KillerPid, $KillerFile);
+# its backend, within 8 s: the killer, a forked client
+our $Killer;
 
 sub lock_and_kill {
-    locker_start(15);
-    ($KillerPid, $KillerFile) = kill_waiting_backend();
+    lock_table(15);
+    $Killer = start_clients(1, sub {
+        my ($done) = wait_until(8, 0.05, sub {
+            terminate_backends("wait_event_type = 'Lock'") > 0
+        });
+        return { terminated => $done ? 1 : 0 };
+    });
+}
+
+# how a forked client ended, for a diagnostic
+sub client_end {
+    my ($res) = @_;
+    return $res->{killed} ? 'killed' : $res->{died} ? "died: @{ $res->{died} }"
+                                                    : 'ended';
 }
 
 sub killed_while_waiting {
     my ($block) = @_;
     my $name = $block->name;
-    my $rc = reap($KillerPid, 3);
-    my $killed = -s $KillerFile;
-    unlink $KillerFile;
-    locker_stop();
-    ok($killed, "$name - a backend of nginx was killed while it waited on"
-                . " the lock") or diag("killer exit: " . ($rc // 'killed'));
+    wait_clients($Killer, 3);
+    my $res = stop_clients($Killer, 0);
+    unlock_table();
+    ok($res->{terminated}, "$name - a backend of nginx was killed while it"
+                           . " waited on the lock")
+        or diag("the killer " . client_end($res));
     took($name, 'b4r1', 0, 3);
     error_log_has($name, 'b4r1',
                   qr/sophon_events: [^\n]*(?:terminating connection|server closed the connection)/);
@@ -741,45 +460,35 @@ sub killed_while_waiting {
 
 # the prober: once nginx's query waits on the lock, a request to /static
 # must be answered at once, while that query still waits
-our ($ProberPid, $ProberFile);
+our $Prober;
 
 sub lock_and_probe {
-    locker_start(10);
-    $ProberFile = File::Temp->new(TEMPLATE => 'sophon-008-probe-XXXXXX',
-                                  TMPDIR => 1, UNLINK => 0)->filename;
-    $ProberPid = fork_child('prober', sub {
-        my $deadline = Time::HiRes::time() + 8;
-        my $waiting = 0;
-        while (Time::HiRes::time() < $deadline) {
-            last if ($waiting = nginx_backends("wait_event_type = 'Lock'")) > 0;
-            Time::HiRes::sleep(0.02);
-        }
+    lock_table(10);
+    $Prober = start_clients(1, sub {
+        my ($waiting) = wait_until(8, 0.02, sub { backend_count('Lock') });
         my $r = $waiting ? http_get('/static?_=b5probe', 2) : {};
-        my $still = $waiting ? nginx_backends("wait_event_type = 'Lock'") : 0;
-        open my $out, '>', $ProberFile or die "$ProberFile: $!\n";
-        print $out join("\t", $waiting, $r->{status} // 0,
-                        $r->{body} // '', $r->{elapsed} // -1, $still), "\n";
-        close $out;
+        my $still = $waiting ? backend_count('Lock') : 0;
+        return { probe => [ { waiting => $waiting, status => $r->{status},
+                              body => $r->{body}, elapsed => $r->{elapsed},
+                              still => $still } ] };
     });
 }
 
 sub timed_out_while_waiting {
     my ($block) = @_;
     my $name = $block->name;
-    my $answered = Time::HiRes::time();
+    my $answered = now();
 
     took($name, 'b5r1', 0.9, 2);
     error_log_has($name, 'b5r1', qr/the database did not answer in time/);
 
-    my $rc = reap($ProberPid, 5);
-    open my $in, '<', $ProberFile;
-    my $line = $in ? <$in> // '' : '';
-    unlink $ProberFile;
-    chomp $line;
-    my ($waiting, $status, $body, $elapsed, $still) = split /\t/, $line;
+    wait_clients($Prober, 5);
+    my $res = stop_clients($Prober, 0);
+    my ($waiting, $status, $body, $elapsed, $still) =
+        @{ $res->{probe}[0] || {} }{qw(waiting status body elapsed still)};
 
     ok($waiting, "$name - the prober saw the query wait on the lock")
-        or diag("prober exit: " . ($rc // 'killed') . ", line: $line");
+        or diag("the prober " . client_end($res));
     ok(($status // 0) == 200 && ($body // '') eq 'ok',
        "$name - /static answered while the query waited")
         or diag("status " . ($status // '?') . ", body " . ($body // '?'));
@@ -791,23 +500,21 @@ sub timed_out_while_waiting {
     # the module closed the connection: the server stops that query within
     # client_connection_check_interval (1 s)
     my $left;
-    while (1) {
-        $left = psql_admin("SELECT count(*) FROM pg_stat_activity"
-                           . " WHERE usename = 'sophon_reader'"
-                           . " AND wait_event_type = 'Lock'");
-        last if $left == 0 || Time::HiRes::time() > $answered + 2.5;
-        Time::HiRes::sleep(0.05);
-    }
-    my $gone = Time::HiRes::time() - $answered;
+    wait_until($answered + 2.5 - now(), 0.05, sub {
+        ($left = SophonTest::psql("SELECT count(*) FROM pg_stat_activity"
+                                  . " WHERE usename = 'sophon_reader'"
+                                  . " AND wait_event_type = 'Lock'")) == 0
+    });
+    my $gone = now() - $answered;
     is($left, 0, "$name - no query of sophon_reader waits on the lock"
                  . " 2.5 s after the 504")
-        or diag(psql_admin("SELECT pid, state, wait_event_type, query"
-                           . " FROM pg_stat_activity"
-                           . " WHERE usename = 'sophon_reader'"));
+        or diag(SophonTest::psql("SELECT pid, state, wait_event_type, query"
+                                 . " FROM pg_stat_activity"
+                                 . " WHERE usename = 'sophon_reader'"));
     Test::More::note(sprintf "$name - the stuck query was gone %.2f s after the 504",
          $gone);
 
-    locker_stop();
+    unlock_table();
 }
 
 sub freeze {
@@ -827,18 +534,16 @@ sub thaw_after {
 sub terminate_idle {
     my ($block) = @_;
     my $name = $block->name;
-    is(nginx_backends(), 1, "$name - one connection in the pool");
-    is(psql_admin("SELECT count(*) FROM (SELECT pg_terminate_backend(pid,"
-                  . " 5000) FROM pg_stat_activity WHERE application_name"
-                  . " = '$AppName') k WHERE pg_terminate_backend"),
-       1, "$name - its backend is terminated and gone");
+    is(backend_count(), 1, "$name - one connection in the pool");
+    is(terminate_backends(undef, 5000), 1,
+       "$name - its backend is terminated and gone");
 }
 
 sub final_health {
     my ($block) = @_;
     my $name = $block->name;
     ok(eval { pg_ensure_up() }, "$name - the cluster is up") or diag($@);
-    is(eval { psql_admin('SELECT 1') }, '1',
+    is(eval { SophonTest::psql('SELECT 1') }, '1',
        "$name - SELECT 1 through the admin conninfo");
     my @stopped;
     if (my $pm = postmaster_pid()) {
@@ -860,11 +565,7 @@ add_block_preprocessor(sub {
     my $block = shift;
 
     pg_thaw();
-    locker_stop();
-    for my $pid (keys %Children) {
-        kill 'KILL', $pid;
-        reap($pid, 2);
-    }
+    stop_all_clients();
 
     eval { pg_ensure_up() };
     warn "008-db-faults: the database is not healthy: $@" if $@;
@@ -912,7 +613,7 @@ Connection refused is a 503 at once, well under the 5 s connect timeout.
 --- error_code eval
 [503, 200, 200]
 --- response_body_like eval
-[main::error_re(503), $main::Page, $main::Page]
+[main::error_re(503), $SophonTest::Page, $SophonTest::Page]
 --- timeout: 3
 --- no_error_log
 [alert]
@@ -921,6 +622,8 @@ Connection refused is a 503 at once, well under the 5 s connect timeout.
 
 
 === TEST 2: PostgreSQL restarted under load (pg_ctl -m fast): no hang, dead connections are never handed out
+--- no_http2: its checks speak HTTP/1.1 to the server's port on raw sockets
+--- skip_eval: 1: $ENV{TEST_NGINX_USE_HTTP2}
 --- http_config eval: $main::HttpConfig
 --- config
     access_log logs/faults.log faults;
@@ -938,7 +641,7 @@ Connection refused is a 503 at once, well under the 5 s connect timeout.
 --- error_code eval
 [(200) x 7]
 --- response_body_like eval
-[($main::Page) x 7]
+[($SophonTest::Page) x 7]
 --- timeout: 5
 --- no_error_log
 [alert]
@@ -947,6 +650,8 @@ Connection refused is a 503 at once, well under the 5 s connect timeout.
 
 
 === TEST 3: PostgreSQL restarted under load (pg_ctl -m immediate): no hang, dead connections are never handed out
+--- no_http2: its checks speak HTTP/1.1 to the server's port on raw sockets
+--- skip_eval: 1: $ENV{TEST_NGINX_USE_HTTP2}
 --- http_config eval: $main::HttpConfig
 --- config
     access_log logs/faults.log faults;
@@ -964,7 +669,7 @@ Connection refused is a 503 at once, well under the 5 s connect timeout.
 --- error_code eval
 [(200) x 7]
 --- response_body_like eval
-[($main::Page) x 7]
+[($SophonTest::Page) x 7]
 --- timeout: 5
 --- no_error_log
 [alert]
@@ -995,7 +700,7 @@ transaction; its backend is killed as soon as it waits.
 --- error_code_like eval
 ['^200$', '^50[03]$', '^200$']
 --- response_body_like eval
-['^ok$', '^\{"error":\{"code":50[03]00,"message":"[^"]+","status":"(?:INTERNAL_ERROR|SERVICE_UNAVAILABLE)"\}\}$', $main::Page]
+['^ok$', '^\{"error":\{"code":50[03]00,"message":"[^"]+","status":"(?:INTERNAL_ERROR|SERVICE_UNAVAILABLE)"\}\}$', $SophonTest::Page]
 --- timeout: 5
 --- no_error_log
 [alert]
@@ -1004,6 +709,8 @@ transaction; its backend is killed as soon as it waits.
 
 
 === TEST 5: a query stuck on a lock: 504 after sophon_events_query_timeout, the worker serves meanwhile, the server stops the query
+--- no_http2: its checks speak HTTP/1.1 to the server's port on raw sockets
+--- skip_eval: 1: $ENV{TEST_NGINX_USE_HTTP2}
 --- http_config eval: $main::HttpConfig
 --- config
     access_log logs/faults.log faults;
@@ -1024,7 +731,7 @@ transaction; its backend is killed as soon as it waits.
 --- error_code eval
 [200, 504, 200]
 --- response_body_like eval
-['^ok$', main::error_re(504), $main::Page]
+['^ok$', main::error_re(504), $SophonTest::Page]
 --- timeout: 5
 --- no_error_log
 [alert]
@@ -1049,7 +756,7 @@ transaction; its backend is killed as soon as it waits.
 --- error_code eval
 [200, 200, 200]
 --- response_body_like eval
-[$main::Page, $main::Page, $main::Page]
+[$SophonTest::Page, $SophonTest::Page, $SophonTest::Page]
 --- timeout: 5
 --- no_error_log
 [alert]
@@ -1081,7 +788,7 @@ transaction; its backend is killed as soon as it waits.
 --- error_code eval
 [200, 503, 200]
 --- response_body_like eval
-['^ok$', main::error_re(503), $main::Page]
+['^ok$', main::error_re(503), $SophonTest::Page]
 --- timeout: 4
 --- no_error_log
 [alert]
@@ -1110,7 +817,7 @@ transaction; its backend is killed as soon as it waits.
 --- error_code eval
 [200, 504, 200]
 --- response_body_like eval
-[$main::Page, main::error_re(504), $main::Page]
+[$SophonTest::Page, main::error_re(504), $SophonTest::Page]
 --- timeout: 4
 --- no_error_log
 [alert]
@@ -1137,7 +844,7 @@ transaction; its backend is killed as soon as it waits.
 --- error_code eval
 [200, 200]
 --- response_body_like eval
-['^ok$', $main::Page]
+['^ok$', $SophonTest::Page]
 --- timeout: 5
 --- no_error_log
 [alert]

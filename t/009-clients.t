@@ -46,19 +46,15 @@ master_on();
 our $Aborts = $ENV{SOPHON_009_ABORTS} || 10_000;
 our $AbortSeconds = $ENV{SOPHON_009_ABORT_SECONDS} || 150;
 
-my $MainPid = $$;
-
 $SophonClient::AppName = 'sophon_009_check';
-
-our $Error503 = '{"error":{"code":50300,"message":"the database is '
-              . 'unavailable","status":"SERVICE_UNAVAILABLE"}}';
+$SophonClient::LockerAppName = 'sophon_009_locker';
 
 # --------------------------------------------------------------------------
 # The database (psql_rows, module_backends), the table lock (lock_table,
-# unlock_table, lock_held, lock_waiters) and nginx's processes (master_pid,
-# alive, worker_pids): SophonClient
-
-$SophonClient::LockerAppName = 'sophon_009_locker';
+# unlock_table, lock_held, lock_waiters), nginx's processes (master_pid,
+# alive, worker_pids), HTTP over our own sockets and forked clients
+# (start_clients, stop_clients): SophonClient, which stops the clients and
+# the lock after each scenario and at the end (stop_helpers)
 
 # pid => the number of its backends waiting for the table lock: the
 # workers with a request in progress
@@ -76,46 +72,13 @@ sub lock_waiters_by_worker {
     return \%n;
 }
 
-
-# --------------------------------------------------------------------------
-# HTTP over our own sockets
-
-
-# --------------------------------------------------------------------------
-# Forked clients (SophonClient's start_clients, stop_clients)
-
-# stops whatever is still running: clients, the table lock
-sub stop_helpers {
-    stop_all_clients();
-    eval { unlock_table() };
-}
-
-add_cleanup_handler(\&stop_helpers);
-
-END {
-    if ($$ == $MainPid) {
-        local $?;
-        stop_helpers();
-    }
-}
-
 # --------------------------------------------------------------------------
 # The blocks
-
-our $Location = <<'_EOC_';
-    location = /SophonFace/api/events {
-        sophon_events;
-        sophon_events_db "$TEST_NGINX_SOPHON_DB";
-    }
-_EOC_
 
 add_block_preprocessor(sub {
     my $block = shift;
 
-    if (!defined $block->config) {
-        $block->set_value("config", $Location);
-    }
-
+    SophonTest::default_location($block);
     workers($block->workers // 1);
 });
 
@@ -239,7 +202,7 @@ sub scenario_pool_full {
     my $r4 = parse_http($c[3]{buf});
     my $t4 = ($c[3]{eof} // now()) - $c[3]{sent};
     is($r4->{status}, 503, "$name - request 4 gets 503");
-    is($r4->{body}, $Error503, "$name - ... in the contract's shape");
+    is($r4->{body}, SophonTest::error_body(503), "$name - ... in the contract's shape");
     is($r4->{headers}{'content-type'}, 'application/json; charset=utf-8',
        "$name - ... as JSON");
     ok($t4 < 0.5, sprintf("$name - ... at once (%.3f s)", $t4));
@@ -250,7 +213,7 @@ sub scenario_pool_full {
         my $r = parse_http($c[$i]{buf});
         my $t = ($c[$i]{eof} // now()) - $c[$i]{sent};
         is($r->{status}, 503, "$name - request " . ($i + 1) . " gets 503");
-        is($r->{body}, $Error503, "$name - ... in the contract's shape");
+        is($r->{body}, SophonTest::error_body(503), "$name - ... in the contract's shape");
         ok($t >= 0.9 && $t < 3, sprintf("$name - ... after the queue timeout"
                                         . " of 1 s (%.3f s)", $t));
     }
@@ -502,9 +465,11 @@ sub inflight_requests {
     return \@c;
 }
 
-sub scenario_reload {
-    my ($block) = @_;
-    my $name = $block->name;
+# TEST 5 and 6 begin alike: two workers, the steady load of 4 clients,
+# and 4 requests of ours in progress on the WHICH workers; returns the
+# master, [the workers], the load, [our requests], {worker => its requests}
+sub loaded_workers {
+    my ($name, $which) = @_;
     my $master = master_pid();
     my @old = worker_pids();
 
@@ -519,9 +484,18 @@ sub scenario_reload {
 
     my $in = inflight_requests(4);
     my $busy = lock_waiters_by_worker(@old);
-    ok(scalar(keys %$busy), "$name - requests in progress on the old"
-                            . " workers: " . join ', ', map { "$_: $busy->{$_}" }
-                                                        sort keys %$busy);
+    ok(scalar(keys %$busy), "$name - requests in progress on the $which: "
+                            . join ', ', map { "$_: $busy->{$_}" }
+                                         sort keys %$busy);
+
+    return ($master, \@old, $set, $in, $busy);
+}
+
+sub scenario_reload {
+    my ($block) = @_;
+    my $name = $block->name;
+    my ($master, $old, $set, $in, $busy) = loaded_workers($name, 'old workers');
+    my @old = @$old;
 
     my $hup = now();
     kill 'HUP', $master;
@@ -619,23 +593,8 @@ sub scenario_reload {
 sub scenario_quit {
     my ($block) = @_;
     my $name = $block->name;
-    my $master = master_pid();
-    my @old = worker_pids();
-
-    is(scalar @old, 2, "$name - two workers");
-
-    my $set = start_clients(4, sub {
-        my ($id, $stop) = @_;
-        steady_client($id, $stop, now() + 60);
-    });
-
-    Time::HiRes::sleep(1);
-
-    my $in = inflight_requests(4);
-    my $busy = lock_waiters_by_worker(@old);
-    ok(scalar(keys %$busy), "$name - requests in progress on the"
-                            . " workers: " . join ', ', map { "$_: $busy->{$_}" }
-                                                        sort keys %$busy);
+    my ($master, $old, $set, $in, $busy) = loaded_workers($name, 'workers');
+    my @old = @$old;
 
     my $quit = now();
     kill 'QUIT', $master;
@@ -686,6 +645,8 @@ run_tests();
 __DATA__
 
 === TEST 1: the client goes away while its query waits: 499, the connection is closed past sophon_events_drain, the backend ends, the slot is free
+--- no_http2: its checks speak HTTP/1.1 to the server's port on raw sockets
+--- skip_eval: 1: $ENV{TEST_NGINX_USE_HTTP2}
 --- config
     location = /SophonFace/api/events {
         sophon_events;
@@ -708,6 +669,8 @@ exited on signal
 
 
 === TEST 2: the client goes away in the middle of a 10 MB page: no crash, the connection slot comes back
+--- no_http2: its checks speak HTTP/1.1 to the server's port on raw sockets
+--- skip_eval: 1: $ENV{TEST_NGINX_USE_HTTP2}
 --- config
     location = /SophonFace/api/events {
         sophon_events;
@@ -729,6 +692,8 @@ exited on signal
 
 
 === TEST 3: a full pool: one connection, a queue of 2 that times out after 1 s, a 503 at once past it; served when the lock goes quickly
+--- no_http2: its checks speak HTTP/1.1 to the server's port on raw sockets
+--- skip_eval: 1: $ENV{TEST_NGINX_USE_HTTP2}
 --- config
     location = /SophonFace/api/events {
         sophon_events;
@@ -750,6 +715,8 @@ exited on signal
 
 
 === TEST 4: many clients go away at every point, with 4 connections: no crash, no backend stuck, no more than 4 connections
+--- no_http2: its checks speak HTTP/1.1 to the server's port on raw sockets
+--- skip_eval: 1: $ENV{TEST_NGINX_USE_HTTP2}
 --- config
     location = /SophonFace/api/events {
         sophon_events;
@@ -777,6 +744,8 @@ the database answered
 
 
 === TEST 5: reload (HUP) under load: requests in progress on the old workers are served, the old workers exit with their connections
+--- no_http2: its checks speak HTTP/1.1 to the server's port on raw sockets
+--- skip_eval: 1: $ENV{TEST_NGINX_USE_HTTP2}
 --- workers: 2
 --- config
     location = /SophonFace/api/events {
@@ -806,6 +775,8 @@ the database answered
 
 
 === TEST 6: graceful stop (QUIT) under load: requests in progress are served, nginx exits, its connections go
+--- no_http2: its checks speak HTTP/1.1 to the server's port on raw sockets
+--- skip_eval: 1: $ENV{TEST_NGINX_USE_HTTP2}
 --- workers: 2
 --- config
     location = /SophonFace/api/events {

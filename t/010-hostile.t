@@ -31,13 +31,6 @@ no_shuffle();
 
 add_response_body_check(\&SophonTest::check_body);
 
-our $Location = <<'_EOC_';
-    location = /SophonFace/api/events {
-        sophon_events;
-        sophon_events_db "$TEST_NGINX_SOPHON_DB";
-    }
-_EOC_
-
 # request lines up to 64k, for the blocks that send thousands of items
 our $BigLocation = <<'_EOC_';
     large_client_header_buffers 4 64k;
@@ -48,22 +41,11 @@ our $BigLocation = <<'_EOC_';
     }
 _EOC_
 
-our $Json = 'Content-Type: application/json; charset=utf-8';
-
 add_block_preprocessor(sub {
     my $block = shift;
 
-    if (!defined $block->config) {
-        $block->set_value("config", $Location);
-    }
-
-    if (!defined $block->response_headers
-        && !defined $block->response_headers_like)
-    {
-        my $reqs = $block->request;
-        $block->set_value("response_headers",
-                          ref $reqs ? [ ($Json) x @$reqs ] : $Json);
-    }
+    SophonTest::default_location($block);
+    SophonTest::default_json_headers($block);
 });
 
 our $Api = '/SophonFace/api/events';
@@ -322,6 +304,7 @@ main::get("name=" . "%41" x 256, "name=" . "%41" x 257,
 === TEST 4: an 8 KB query string is past large_client_header_buffers: nginx's own 414
 The 414 comes from nginx before any location; its body is nginx's HTML
 page, so HEAD is used (SophonTest checks every GET body as JSON).
+--- no_http2: nginx's 414 and Connection close are HTTP/1.1's request line limit
 --- request eval
 main::head(main::busters(8192), "name=" . "a" x 8187,
            "groups=" . CORE::join(",", ("a") x 4093))
@@ -361,6 +344,7 @@ main::get(main::busters(8192), main::busters(60000),
 
 
 === TEST 7: thousands of list items, in every form, against the default limit of 100
+--- curl_options: -g
 --- config eval: $main::BigLocation
 --- request eval
 main::get("groups=" . CORE::join(",", map { "g$_" } 1 .. 3000),
@@ -389,6 +373,7 @@ main::get("groups=" . CORE::join(",", map { "g$_" } 1 .. 3000),
 
 === TEST 8: thousands of list items, in every form, where sophon_events_max_list_items allows them
 One bound array parameter each; the answer is the page the fixtures give.
+--- curl_options: -g
 --- config
     large_client_header_buffers 4 64k;
 
@@ -444,6 +429,7 @@ main::get("%ZZ=1", "per_page%=0", "per_page%4=0", "%=x", "per_%page=0",
 
 
 === TEST 11: a key that decodes to invalid UTF-8 or holds a NUL is not one of ours: ignored
+--- no_http2: an absolute-form request target is HTTP/1.1's own
 --- request eval
 main::absget("%FF=1", "name%C0%AF=x", "per_page%80=0", "%ED%A0%80=1&per_page=1",
              "name%=%FF", "_=%C0%80")
@@ -510,6 +496,7 @@ main::get(map { "name=$_" } '%C2%80', '%DF%BF', '%E0%A0%80', '%ED%9F%BF',
 
 
 === TEST 16: noncharacters U+FFFF and U+10FFFF are valid UTF-8 (RFC 3629): served, match nothing
+--- no_http2: an absolute-form request target is HTTP/1.1's own
 --- request eval
 main::absget("name=%EF%BF%BF", "identity_id=%F4%8F%BF%BF", "groups=%EF%BF%BE",
              "streams=" . SophonTest::uri('["\udbff\udfff"]'))
@@ -839,6 +826,7 @@ main::get(map { "groups=" . SophonTest::uri($_) } @bad)
 
 
 === TEST 35: 10,000 nested arrays are refused at the second level, without recursion
+--- curl_options: -g
 --- config eval: $main::BigLocation
 --- request eval
 main::get("streams=" . ("[" x 10000) . ("]" x 10000),
@@ -857,6 +845,7 @@ A lone surrogate is not a character: like \udc00 (refused as UTF-8 once
 decoded), a lone \ud800 must be refused, not turned into "?" or glued to
 the next escape.  Absolute form: SophonTest's JSON parser dies on a lone
 surrogate, so a wrong 200 must not reach check_body and stop the file.
+--- no_http2: an absolute-form request target is HTTP/1.1's own
 --- request eval
 main::absget(map { "$_->[0]=" . SophonTest::uri($_->[1]) }
           [userType => '["\u0000"]'], [groups => '["\udc00"]'],
@@ -903,7 +892,7 @@ main::get("name=%0d%0aX-Injected:%201", "room=%0d%0a%0d%0a%3Chtml%3E",
 --- error_code eval
 [(200) x 6, (400) x 5]
 --- response_headers eval
-[("$main::Json\n!X-Injected\n!Set-Cookie") x 11]
+[("$SophonTest::JsonType\n!X-Injected\n!Set-Cookie") x 11]
 --- response_body_like eval
 [('^' . quotemeta($main::Empty) . '$') x 5, main::unfiltered(10, 0),
  map { '^' . quotemeta($_) . '$' }

@@ -33,8 +33,6 @@ no_long_string();
 
 $SophonClient::AppName = 'sophon_015_check';
 
-my $MainPid = $$;
-
 # whether the module knows the directives of the temporary file
 our ($NewDirectives, $NginxSaid) = nginx_accepts(<<'_EOC_');
     server { location / { sophon_events;
@@ -45,20 +43,11 @@ _EOC_
 
 sub temp_dir { server_root() . '/' . $_[0] }
 
-sub stop_helpers { stop_all_clients() }
-add_cleanup_handler(\&stop_helpers);
-END { if ($$ == $MainPid) { local $?; stop_helpers() } }
-
+# SophonClient's stop_helpers: after each scenario, and at the end
 use_scenarios(\&stop_helpers);
 
 # the fixtures are read once, before any client is forked
 SophonTest::fixtures();
-
-# the only module backend: its pid ('' if not exactly one)
-sub the_backend {
-    my $b = module_backends();
-    return @$b == 1 ? $b->[0]{pid} : '';
-}
 
 # TEST 1: connections=1; one slow client, 20 others served meanwhile.  The
 # slow client reads 8 KB/s for 12 s (the others are made then, and the
@@ -74,10 +63,10 @@ sub scenario_slow_one_connection {
                        . " sophon_events_max_temp_file_size")
         or diag($NginxSaid);
 
-    my $pid = the_backend();
+    my $pid = sole_backend();
     ok($pid, "$name - one module backend ($pid)");
 
-    my $rss_before = nginx_rss();
+    my $rss_before = worker_rss();
     my $qs = 'per_page=1000&page=0&_=slow';
     my $slow = http_send($qs, rcvbuf => 4096) or die "connect: $!\n";
 
@@ -106,7 +95,7 @@ sub scenario_slow_one_connection {
         push @states, join ',', map { "$_->{pid}:$_->{state}" }
                                 @{ module_backends() };
         $seen_file{$_}++ for open_files_under($dir);
-        push @rss, nginx_rss();
+        push @rss, worker_rss();
     };
 
     my $end = slow_read($slow, $rate, $slowly, undef, $tick);
@@ -160,18 +149,7 @@ sub scenario_slow_one_connection {
 
     my @left = files_under($dir);
     is("@left", '', "$name - no temporary file left once the request ended");
-    is(the_backend(), $pid, "$name - still the same one backend");
-}
-
-# the nginx process's resident set (no master: it is the worker), in kB
-sub nginx_rss {
-    open my $fh, '<', server_root() . '/logs/nginx.pid' or return undef;
-    my ($pid) = (<$fh> // '') =~ /(\d+)/ or return undef;
-    open my $st, '<', "/proc/$pid/status" or return undef;
-    while (<$st>) {
-        return $1 if /^VmRSS:\s+(\d+)/;
-    }
-    return undef;
+    is(sole_backend(), $pid, "$name - still the same one backend");
 }
 
 sub slurp {
@@ -188,7 +166,7 @@ sub scenario_cap {
     my $dir = temp_dir('sophon_temp');
     my $elog = (-s errlog()) // 0;
 
-    my $pid = the_backend();
+    my $pid = sole_backend();
     ok($pid, "$name - one module backend ($pid)");
 
     # 8 KB/s for 3 s, then as fast as it comes: a whole page would come
@@ -226,7 +204,7 @@ sub scenario_cap {
 
     my ($why) = full_request('per_page=3&page=2&_=after-cap', 10);
     is($why, '', "$name - the next request is served");
-    is(the_backend(), $pid, "$name - ... by the same backend (no new"
+    is(sole_backend(), $pid, "$name - ... by the same backend (no new"
                             . " connection)");
 
     my @left = files_under($dir);
@@ -246,7 +224,7 @@ sub scenario_unwritable {
     open my $fh, '>', $dir or die "$dir: $!\n";
     close $fh;
 
-    my $pid = the_backend();
+    my $pid = sole_backend();
 
     my $c = http_send('per_page=1000&page=0&_=unwritable', rcvbuf => 4096)
         or die "connect: $!\n";
@@ -281,7 +259,7 @@ sub scenario_unwritable {
     });
     ok($idle, "$name - the connection is idle in the pool")
         or diag(describe_backends(module_backends()));
-    is(the_backend(), $pid, "$name - ... the same backend");
+    is(sole_backend(), $pid, "$name - ... the same backend");
 
     unlink $dir;
 }
@@ -320,6 +298,8 @@ run_tests();
 __DATA__
 
 === TEST 1: connections=1: a client that reads a 12 MB page at 8 KB/s holds no connection; 20 others are served meanwhile
+--- no_http2: its checks speak HTTP/1.1 to the server's port on raw sockets
+--- skip_eval: 1: $ENV{TEST_NGINX_USE_HTTP2}
 --- config
     location = /SophonFace/api/events {
         sophon_events;
@@ -342,6 +322,8 @@ __DATA__
 
 
 === TEST 2: the cap: buffers 2 4k, a 64k temporary file, a reader of 12 MB at 8 KB/s: cut, logged, the same connection serves next
+--- no_http2: its checks speak HTTP/1.1 to the server's port on raw sockets
+--- skip_eval: 1: $ENV{TEST_NGINX_USE_HTTP2}
 --- config
     location = /SophonFace/api/events {
         sophon_events;
@@ -365,6 +347,8 @@ __DATA__
 
 
 === TEST 3: no temporary file (max_temp_file_size 0): buffers 2 4k, a reader of 12 MB at 8 KB/s: cut, logged, the same connection serves next
+--- no_http2: its checks speak HTTP/1.1 to the server's port on raw sockets
+--- skip_eval: 1: $ENV{TEST_NGINX_USE_HTTP2}
 --- config
     location = /SophonFace/api/events {
         sophon_events;
@@ -388,6 +372,8 @@ __DATA__
 
 
 === TEST 4: $sophon_events_db_time is the database's time, not the slow client's
+--- no_http2: its checks speak HTTP/1.1 to the server's port on raw sockets
+--- skip_eval: 1: $ENV{TEST_NGINX_USE_HTTP2}
 --- http_config
     log_format sophon_dbtime '$request_uri $status $sophon_events_db_time $request_time';
 --- config
@@ -413,6 +399,8 @@ __DATA__
 
 
 === TEST 5: the temporary file cannot be written: the answer is cut and logged as nginx's failure (500), not the client's; the connection goes back
+--- no_http2: its checks speak HTTP/1.1 to the server's port on raw sockets
+--- skip_eval: 1: $ENV{TEST_NGINX_USE_HTTP2}
 --- config
     location = /SophonFace/api/events {
         sophon_events;

@@ -35,12 +35,7 @@ our $Heads = $ENV{SOPHON_016_HEADS} || 1000;
 our $Seconds = $ENV{SOPHON_016_SECONDS} || 70;
 our @Kinds = qw(sent status body rst);
 
-my $MainPid = $$;
-
-sub stop_helpers { stop_all_clients() }
-add_cleanup_handler(\&stop_helpers);
-END { if ($$ == $MainPid) { local $?; stop_helpers() } }
-
+# SophonClient's stop_helpers: after each scenario, and at the end
 use_scenarios(\&stop_helpers);
 
 # the fixtures are read once, before any client is forked
@@ -243,6 +238,8 @@ run_tests();
 __DATA__
 
 === TEST 1: connections=4: thousands of clients that leave at every point, and a thousand HEADs, open at most 4 sessions
+--- no_http2: its checks speak HTTP/1.1 to the server's port on raw sockets
+--- skip_eval: 1: $ENV{TEST_NGINX_USE_HTTP2}
 --- config
     location = /SophonFace/api/events {
         sophon_events;
@@ -265,6 +262,8 @@ exited on signal
 
 
 === TEST 2: HEAD answers what GET does, without a body, and asks the database for the total only
+--- no_http2: its checks speak HTTP/1.1 to the server's port on raw sockets
+--- skip_eval: 1: $ENV{TEST_NGINX_USE_HTTP2}
 --- http_config
     log_format sophon_rows '$request_method $request_uri $status $sophon_events_rows $sophon_events_total';
 --- config

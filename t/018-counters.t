@@ -24,8 +24,7 @@
 use Test::Nginx::Socket 'no_plan';
 use lib 't';
 use SophonTest ();
-use POSIX ();
-use Time::HiRes ();
+use SophonClient qw(psql_start reap wait_until);
 
 repeat_each(2);
 no_shuffle();
@@ -134,42 +133,23 @@ sub denied {
        "$name - the writer may not: $sql") or diag($err);
 }
 
-# a psql of the recount held open, started by this script only
+# a psql of the recount held open (SophonClient's psql_start), started by
+# this script only
 my $Recount;
 
 sub start_recount {
-    my $pid = fork;
-    die "fork: $!\n" if !defined $pid;
-
-    if ($pid == 0) {
-        open STDOUT, '>', '/dev/null';
-        exec('psql', $ENV{TEST_NGINX_SOPHON_ADMIN_DB}, '-X', '-q',
-             '-v', 'ON_ERROR_STOP=1',
-             '-c', 'BEGIN', '-c', 'SELECT sophon_events_recount()',
-             '-c', "SELECT pg_sleep($Hold)", '-c', 'COMMIT')
-            or POSIX::_exit(127);
-    }
-
-    $Recount = $pid;
+    $Recount = psql_start("BEGIN;\nSELECT sophon_events_recount();\n"
+                          . "SELECT pg_sleep($Hold);\nCOMMIT;\n");
 }
 
+# its exit status (0: it committed), or 'killed' past TIMEOUT seconds
 sub reap_recount {
     my ($timeout) = @_;
     return undef if !$Recount;
 
-    my $deadline = Time::HiRes::time() + $timeout;
-    while (waitpid($Recount, POSIX::WNOHANG()) == 0) {
-        if (Time::HiRes::time() > $deadline) {
-            kill 'TERM', $Recount;
-            waitpid($Recount, 0);
-            undef $Recount;
-            return "stopped after $timeout s";
-        }
-        Time::HiRes::sleep(0.05);
-    }
-
+    my $status = reap($Recount, $timeout);
     undef $Recount;
-    return $?;
+    return $status;
 }
 
 # whatever happened, the other files find the counts exact and no event
@@ -194,9 +174,7 @@ add_block_preprocessor(sub {
     my $block = shift;
     my $name = $block->name;
 
-    if (!defined $block->config) {
-        $block->set_value("config", $SophonTest::Location);
-    }
+    SophonTest::default_location($block);
 
     if (defined $block->writer_denied) {
         denied($name, "INSERT INTO sophon_event_counts VALUES"
@@ -313,15 +291,12 @@ _SQL_
         start_recount();
 
         # until the recount holds its lock
-        my $held = 0;
-        for (1 .. 100) {
-            $held = admin("SELECT count(*) FROM pg_locks"
-                          . " WHERE relation = 'sophon_events'::regclass"
-                          . " AND mode = 'ShareRowExclusiveLock' AND granted"
-                          . " AND pid <> pg_backend_pid()");
-            last if $held;
-            Time::HiRes::sleep(0.05);
-        }
+        my ($held) = wait_until(7, 0.05, sub {
+            admin("SELECT count(*) FROM pg_locks"
+                  . " WHERE relation = 'sophon_events'::regclass"
+                  . " AND mode = 'ShareRowExclusiveLock' AND granted"
+                  . " AND pid <> pg_backend_pid()")
+        });
         is($held, 1, "$name - the recount holds SHARE ROW EXCLUSIVE");
 
         my ($ok, $out, $err) = SophonTest::psql_script(

@@ -210,6 +210,8 @@ run_tests();
 __DATA__
 
 === TEST 1: every filter set walked by its cursors: the oracle's pages, page=N's pages, every event once
+--- no_http2: its checks speak HTTP/1.1 to the server's port on raw sockets
+--- skip_eval: 1: $ENV{TEST_NGINX_USE_HTTP2}
 --- request
 GET /SophonFace/api/events?per_page=3
 --- error_code: 200
@@ -221,6 +223,8 @@ GET /SophonFace/api/events?per_page=3
 
 
 === TEST 2: a walk by cursor keeps its place while newer events arrive
+--- no_http2: its checks speak HTTP/1.1 to the server's port on raw sockets
+--- skip_eval: 1: $ENV{TEST_NGINX_USE_HTTP2}
 --- request
 GET /SophonFace/api/events?per_page=2
 --- error_code: 200
@@ -264,6 +268,8 @@ GET /SophonFace/api/events?per_page=2
 
 
 === TEST 5: a cursor of other filters, per_page or top_k is foreign; the same filters in another spelling, with_feature, page and HEAD take it
+--- no_http2: its checks speak HTTP/1.1 to the server's port on raw sockets
+--- skip_eval: 1: $ENV{TEST_NGINX_USE_HTTP2}
 --- request
 GET /SophonFace/api/events?per_page=5&userType=1,2
 --- error_code: 200

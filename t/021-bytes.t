@@ -41,11 +41,7 @@ sub load_docs {
 
 sub insert_docs {
     my ($docs) = @_;
-    my ($ok, undef, $err) = SophonTest::psql_script(
-        "INSERT INTO sophon_events (doc) VALUES "
-        . join(', ', map { "(\$doc\$$_\$doc\$)" } @$docs) . ";\n");
-
-    die "cannot insert the documents: $err\n" if !$ok;
+    SophonTest::insert_events(@$docs);
 }
 
 END {

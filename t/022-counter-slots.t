@@ -130,9 +130,7 @@ add_block_preprocessor(sub {
     my $block = shift;
     my $name = $block->name;
 
-    if (!defined $block->config) {
-        $block->set_value("config", $SophonTest::Location);
-    }
+    SophonTest::default_location($block);
 
     if (defined $block->concurrent) {
         my (%slots, @scripts);

@@ -382,6 +382,8 @@ run_tests();
 __DATA__
 
 === TEST 1: DELETE is off by default: a 405 with Allow: GET, HEAD, and nothing deleted
+--- no_http2: its checks speak HTTP/1.1 to the server's port on raw sockets
+--- skip_eval: 1: $ENV{TEST_NGINX_USE_HTTP2}
 --- docs
 --- config
     location = /SophonFace/api/events {
@@ -443,6 +445,8 @@ GET /SophonFace/api/events
 
 
 === TEST 4: delete on: other methods are a 405 naming DELETE; GET and HEAD are the list and delete nothing
+--- no_http2: its checks speak HTTP/1.1 to the server's port on raw sockets
+--- skip_eval: 1: $ENV{TEST_NGINX_USE_HTTP2}
 --- docs
 --- request eval
 ["POST /SophonFace/api/events?event_id_list=" . main::ids(1) . "\n{}",
@@ -473,6 +477,8 @@ GET /SophonFace/api/events
 
 
 === TEST 5: the box's request: the deleted in the request's order, then the ones not found, each once
+--- no_http2: its checks speak HTTP/1.1 to the server's port on raw sockets
+--- skip_eval: 1: $ENV{TEST_NGINX_USE_HTTP2}
 --- docs
 --- request eval
 "DELETE /SophonFace/api/events?event_id_list=" . main::csv($main::D[7], "nope-1", $main::D[3], $main::D[7], "nope-2", $main::D[12], "nope-1", $main::D[3])
@@ -489,6 +495,8 @@ main::answer([7, 3, 12], ["nope-1", "nope-2"])
 
 
 === TEST 6: the same ids again are all not found; the totals stay
+--- no_http2: its checks speak HTTP/1.1 to the server's port on raw sockets
+--- skip_eval: 1: $ENV{TEST_NGINX_USE_HTTP2}
 --- request eval
 ["DELETE /SophonFace/api/events?event_id_list=" . main::ids(12, 3, 7),
  "DELETE /SophonFace/api/events?event_id_list=" . main::ids(12) . ",nope-3," . main::ids(13)]
@@ -504,6 +512,8 @@ main::answer([7, 3, 12], ["nope-1", "nope-2"])
 
 
 === TEST 7: every list form of the contract, and all of them mixed; a JSON number is its text
+--- no_http2: its checks speak HTTP/1.1 to the server's port on raw sockets
+--- skip_eval: 1: $ENV{TEST_NGINX_USE_HTTP2}
 --- docs
 --- request eval
 ["DELETE /SophonFace/api/events?event_id_list=" . $main::D[4] . "&event_id_list=" . $main::D[5],
@@ -535,6 +545,8 @@ main::answer([7, 3, 12], ["nope-1", "nope-2"])
 
 
 === TEST 8: ids a list form could break: NULL, commas, quotes, spaces, UTF-8, brackets, 256 bytes
+--- no_http2: its checks speak HTTP/1.1 to the server's port on raw sockets
+--- skip_eval: 1: $ENV{TEST_NGINX_USE_HTTP2}
 --- docs
 --- request eval
 ["DELETE /SophonFace/api/events?event_id_list=" . main::json_ids(41, 42, 44),
@@ -558,6 +570,8 @@ main::answer([7, 3, 12], ["nope-1", "nope-2"])
 
 
 === TEST 9: no ids, a filter beside the ids, a malformed list: 400, nothing deleted
+--- no_http2: its checks speak HTTP/1.1 to the server's port on raw sockets
+--- skip_eval: 1: $ENV{TEST_NGINX_USE_HTTP2}
 --- docs
 --- request eval
 my $ids = main::ids(1, 2);
@@ -595,6 +609,8 @@ my $ids = main::ids(1, 2);
 
 
 === TEST 10: an empty filter is no filter; unknown parameters are ignored
+--- no_http2: its checks speak HTTP/1.1 to the server's port on raw sockets
+--- skip_eval: 1: $ENV{TEST_NGINX_USE_HTTP2}
 --- request eval
 ["DELETE /SophonFace/api/events?event_id_list=" . main::ids(1) . "&name=&streams=&_=1607430334123&foo%ZZ=bar"]
 --- error_code: 200
@@ -608,6 +624,8 @@ main::answer([1], [])
 
 
 === TEST 11: sophon_events_max_list_items (100 by default): 99 and 100 ids are deleted, 101 refused whole
+--- no_http2: its checks speak HTTP/1.1 to the server's port on raw sockets
+--- skip_eval: 1: $ENV{TEST_NGINX_USE_HTTP2}
 --- docs
 --- request eval
 my @nope = map { "nope-$_" } 1 .. 100;
@@ -630,6 +648,8 @@ my @nope = map { "nope-$_" } 1 .. 100;
 
 
 === TEST 12: sophon_events_max_list_items 3: 3 ids are deleted, 4 refused; "<location>/" is the list's URI, "<location>/<_id>" still one event
+--- no_http2: its checks speak HTTP/1.1 to the server's port on raw sockets
+--- skip_eval: 1: $ENV{TEST_NGINX_USE_HTTP2}
 --- docs
 --- request eval
 ["DELETE /pdel/events?event_id_list=" . main::ids(1, 2, 3),
@@ -658,6 +678,8 @@ my @nope = map { "nope-$_" } 1 .. 100;
 
 
 === TEST 13: a large DELETE over both cameras and every userType: every total exact right after
+--- no_http2: its checks speak HTTP/1.1 to the server's port on raw sockets
+--- skip_eval: 1: $ENV{TEST_NGINX_USE_HTTP2}
 --- docs
 --- request eval
 "DELETE /SophonFace/api/events?event_id_list=" . main::ids(grep { $_ % 3 } 1 .. 40) . "," . SophonTest::uri($main::D[45])
@@ -672,6 +694,8 @@ main::answer([(grep { $_ % 3 } 1 .. 40), 45], [])
 
 
 === TEST 14: the reader's role cannot delete: 500, and nothing is deleted
+--- no_http2: its checks speak HTTP/1.1 to the server's port on raw sockets
+--- skip_eval: 1: $ENV{TEST_NGINX_USE_HTTP2}
 --- docs
 --- config
     location = /SophonFace/api/events {
@@ -697,6 +721,8 @@ sophon_events: the database answered
 
 
 === TEST 15: sophon_events_delete_db and sophon_events_delete inherited from the server, and turned off in a location
+--- no_http2: its checks speak HTTP/1.1 to the server's port on raw sockets
+--- skip_eval: 1: $ENV{TEST_NGINX_USE_HTTP2}
 --- docs
 --- config
     sophon_events_delete_db "$TEST_NGINX_SOPHON_DELETER_DB";
@@ -736,6 +762,8 @@ sophon_events: the database answered
 
 
 === TEST 16: four DELETEs at once over the same ids: each id is deleted once
+--- no_http2: its checks speak HTTP/1.1 to the server's port on raw sockets
+--- skip_eval: 1: $ENV{TEST_NGINX_USE_HTTP2}
 --- docs
 --- request
 GET /ro/events?datetime_gte=1300000000&datetime_lte=1300000100&per_page=1
@@ -747,6 +775,8 @@ GET /ro/events?datetime_gte=1300000000&datetime_lte=1300000100&per_page=1
 
 
 === TEST 17: a DELETE that waits for a locked row past sophon_events_query_timeout is a 504 and deletes nothing
+--- no_http2: its checks speak HTTP/1.1 to the server's port on raw sockets
+--- skip_eval: 1: $ENV{TEST_NGINX_USE_HTTP2}
 --- docs
 --- config
     location = /SophonFace/api/events {
@@ -777,6 +807,8 @@ the database did not answer in time
 
 
 === TEST 18: ... and the same DELETE once the lock is gone deletes them all
+--- no_http2: its checks speak HTTP/1.1 to the server's port on raw sockets
+--- skip_eval: 1: $ENV{TEST_NGINX_USE_HTTP2}
 --- request eval
 "DELETE /SophonFace/api/events?event_id_list=" . main::ids(1 .. 40)
 --- error_code: 200
@@ -809,6 +841,8 @@ main::answer([1 .. 40], [])
 
 
 === TEST 20: a long answer through small buffers: 100 ids of 256 bytes
+--- no_http2: its checks speak HTTP/1.1 to the server's port on raw sockets
+--- skip_eval: 1: $ENV{TEST_NGINX_USE_HTTP2}
 --- docs
 --- config
     # a request line of 100 ids of 256 bytes, JSON and percent-encoded

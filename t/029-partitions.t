@@ -477,6 +477,8 @@ GET /SophonFace/api/events?userType=9
 
 
 === TEST 2: expiry at a month's first second, a microsecond and an ulp either side, inside and past the months: exact, totals = count(*)
+--- no_http2: its checks speak HTTP/1.1 to the server's port on raw sockets
+--- skip_eval: 1: $ENV{TEST_NGINX_USE_HTTP2}
 --- request
 GET /SophonFace/api/events?userType=9
 --- error_code: 400

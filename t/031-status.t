@@ -23,22 +23,10 @@ no_long_string();
 master_on();
 workers(2);
 
-my $MainPid = $$;
-
 $SophonClient::AppName = 'sophon_031_check';
 $SophonClient::LockerAppName = 'sophon_031_locker';
 
-sub stop_helpers { eval { unlock_table() } }
-
-add_cleanup_handler(\&stop_helpers);
-
-END {
-    if ($$ == $MainPid) {
-        local $?;
-        stop_helpers();
-    }
-}
-
+# SophonClient's stop_helpers: after each scenario, and at the end
 use_scenarios(\&stop_helpers);
 
 our $Status = '/sophon_status';
@@ -419,6 +407,8 @@ run_tests();
 __DATA__
 
 === TEST 1: a known mix, counted exactly: JSON and Prometheus text (parsed by Prometheus's parser) agree, the workers add up to the sum
+--- no_http2: its checks speak HTTP/1.1 to the server's port on raw sockets
+--- skip_eval: 1: $ENV{TEST_NGINX_USE_HTTP2}
 --- http_config eval: $main::HttpConfig
 --- config
     location /SophonFace/api/events {
@@ -448,6 +438,8 @@ Cache-Control: no-store
 
 
 === TEST 2: a reload keeps the counts
+--- no_http2: its checks speak HTTP/1.1 to the server's port on raw sockets
+--- skip_eval: 1: $ENV{TEST_NGINX_USE_HTTP2}
 --- http_config eval: $main::HttpConfig
 --- config
     location /SophonFace/api/events {
@@ -473,6 +465,8 @@ GET /sophon_status
 
 
 === TEST 3: a connection refused, a query timeout and a queue timeout are each counted
+--- no_http2: its checks speak HTTP/1.1 to the server's port on raw sockets
+--- skip_eval: 1: $ENV{TEST_NGINX_USE_HTTP2}
 --- http_config eval: $main::HttpConfig
 --- config
     location = /refused {
@@ -500,6 +494,8 @@ GET /sophon_status
 
 
 === TEST 4: a live stream is counted while it is open
+--- no_http2: its checks speak HTTP/1.1 to the server's port on raw sockets
+--- skip_eval: 1: $ENV{TEST_NGINX_USE_HTTP2}
 --- http_config eval: $main::HttpConfig
 --- config
     location /SophonFace/api/events/stream {
@@ -521,6 +517,8 @@ GET /sophon_status
 
 
 === TEST 5: an answer cut after its 200 began is counted
+--- no_http2: its checks speak HTTP/1.1 to the server's port on raw sockets
+--- skip_eval: 1: $ENV{TEST_NGINX_USE_HTTP2}
 --- http_config eval: $main::HttpConfig
 --- config
     location = /small {

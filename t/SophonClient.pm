@@ -4,9 +4,12 @@ package SophonClient;
 # share (t/009-clients.t, t/015-slow-client.t, t/016-sessions.t, ...): the
 # database through psql as the superuser ($TEST_NGINX_SOPHON_ADMIN_DB), the
 # module's backends in pg_stat_activity, a table or row lock that makes its
-# queries wait, nginx's master and workers and their sockets in /proc, raw
-# HTTP clients (blocking, non-blocking, slow), responses parsed and checked
-# against SophonTest's oracle, and forked clients bounded in count and time.
+# queries wait, scripts run by a psql in the background, nginx's master and
+# workers and their sockets in /proc, nginx's logs, raw HTTP clients
+# (blocking, non-blocking, slow), responses parsed and checked against
+# SophonTest's oracle, forked clients bounded in count and time, and
+# commands bounded in time.  What it started and still runs is stopped at
+# the end of the script that loaded it (stop_helpers).
 #
 #   use lib 't';
 #   use SophonClient qw(:all);
@@ -35,15 +38,18 @@ use Time::HiRes ();
 use SophonTest ();
 
 our @EXPORT_OK = qw(
-    $Api now wait_until reap psql_rows module_backends describe_backends
-    admin_conninfo db_sessions errlog acclog log_since ports_of db_sockets
+    $Api now wait_until reap run_cmd psql_rows psql_start module_backends
+    describe_backends backend_count terminate_backends
+    admin_conninfo db_sessions errlog acclog logfile log_since log_entries
+    ports_of db_sockets
     request_text http_connect http_send http_pump parse_http http_end
     http_request ka_open ka_request ka_close headers_of
     check_page full_request
     served_by slow_read close_rst start_clients stop_clients
-    wait_clients stop_all_clients use_scenarios nginx_accepts files_under open_files_under
+    wait_clients stop_all_clients stop_helpers use_scenarios nginx_accepts
+    files_under open_files_under
     lock_table unlock_table lock_held lock_waiters lock_row end_row_lock
-    master_pid alive worker_pids listen_ports
+    master_pid alive children_of worker_pids listen_ports
 );
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
 
@@ -62,6 +68,9 @@ my $JSON = eval { require JSON::XS; 'JSON::XS' } || 'JSON::PP';
 my $json = $JSON->new->utf8;
 
 sub now { Time::HiRes::time() }
+
+# the process that loaded this module: its END stops what it started
+my $MainPid = $$;
 
 # the port nginx listens on (Test::Nginx's, the real one's or ours)
 sub server_port {
@@ -106,26 +115,84 @@ sub psql_rows {
     return \@rows;
 }
 
-# the module's backends: [{pid, user, state, wait, port, start}, ...]
+# the module's backends: [{pid, user, state, wait, event, port, start},
+# ...]: wait is pg_stat_activity's wait_event_type, event its wait_event
 sub module_backends {
     my $rows = psql_rows(
         "SELECT pid, usename, state, coalesce(wait_event_type, ''),"
-        . " coalesce(client_port, -1), extract(epoch FROM backend_start)"
+        . " coalesce(client_port, -1), extract(epoch FROM backend_start),"
+        . " coalesce(wait_event, '')"
         . " FROM pg_stat_activity"
         . " WHERE application_name = 'nginx sophon_events'",
         # from the "postgres" database: not a session of the one counted
         admin_conninfo('postgres'));
 
     return [ map { { pid => $_->[0], user => $_->[1], state => $_->[2],
-                     wait => $_->[3], port => $_->[4], start => $_->[5] } }
+                     wait => $_->[3], port => $_->[4], start => $_->[5],
+                     event => $_->[6] } }
              @$rows ];
 }
 
 sub describe_backends {
     my ($b) = @_;
     return join ', ', map { "$_->{pid} $_->{user} $_->{state}"
-                            . ($_->{wait} ne '' ? " (waits: $_->{wait})" : '')
+                            . ($_->{wait} ne ''
+                               ? " (waits: $_->{wait} $_->{event})" : '')
                             . " port $_->{port}" } @$b;
+}
+
+# the number of the module's backends; those waiting for WAIT (a
+# wait_event_type) when it is given
+sub backend_count {
+    my ($wait) = @_;
+    return scalar grep { !defined $wait || $_->{wait} eq $wait }
+                       @{ module_backends() };
+}
+
+# terminate_backends([WHERE[, MS]]): pg_terminate_backend() of the
+# module's backends (those WHERE, SQL on pg_stat_activity, also says),
+# waiting at most MS milliseconds for each to end when MS is given; the
+# number of them terminated (and, with MS, gone)
+sub terminate_backends {
+    my ($where, $ms) = @_;
+    return psql_rows(
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid"
+        . (defined $ms ? ", $ms" : '') . ") AS done FROM pg_stat_activity"
+        . " WHERE application_name = 'nginx sophon_events'"
+        . (defined $where ? " AND ($where)" : '') . ") k WHERE done")->[0][0];
+}
+
+# psql_start(SQL): a psql in the background that runs the script as the
+# superuser, stopping at its first error, its output discarded (its
+# errors on stderr); its pid, for reap(), which gives its exit status (0:
+# the whole script ran)
+sub psql_start {
+    my ($sql) = @_;
+    my $conninfo = admin_conninfo();
+
+    # UNLINK: gone at this process's end even if the child never ran
+    my ($fh, $file) = File::Temp::tempfile('sophon-psql-XXXXXX', TMPDIR => 1,
+                                           SUFFIX => '.sql', UNLINK => 1);
+    binmode $fh;
+    print $fh $sql;
+    close $fh or die "$file: $!\n";
+
+    my $pid = fork;
+    die "fork: $!\n" if !defined $pid;
+
+    if ($pid == 0) {
+        $SIG{$_} = 'DEFAULT' for qw(INT TERM HUP);
+        # psql reads the script from its stdin: the file can go at once
+        open STDIN, '<', $file or POSIX::_exit(127);
+        unlink $file;
+        open STDOUT, '>', '/dev/null';
+        $ENV{PGCONNECT_TIMEOUT} = 5;
+        exec('psql', $conninfo, '-X', '-q', '-v', 'ON_ERROR_STOP=1',
+             '-f', '-')
+            or POSIX::_exit(127);
+    }
+
+    return $pid;
 }
 
 # pg_stat_database.sessions of the test database (the module's), read from
@@ -174,6 +241,48 @@ sub reap {
     return 'killed';
 }
 
+# run_cmd(TIMEOUT, CMD...): runs CMD (no shell) from /, its stdin
+# /dev/null, its output and errors captured; kills it past TIMEOUT
+# seconds.  Returns (its exit code, or -1 when it was killed, what it
+# printed).
+sub run_cmd {
+    my ($timeout, @cmd) = @_;
+    my $out = File::Temp->new(TEMPLATE => 'sophon-cmd-XXXXXX', TMPDIR => 1);
+
+    my $pid = fork;
+    die "fork: $!\n" if !defined $pid;
+
+    if ($pid == 0) {
+        $SIG{$_} = 'DEFAULT' for qw(INT TERM HUP);
+        open STDIN, '<', '/dev/null';
+        open STDOUT, '>', $out->filename;
+        open STDERR, '>&', \*STDOUT;
+        chdir '/';
+        exec @cmd or POSIX::_exit(127);
+    }
+
+    my $deadline = now() + $timeout;
+    my $status;
+    while (1) {
+        if (waitpid($pid, POSIX::WNOHANG()) == $pid) {
+            $status = $? >> 8;
+            last;
+        }
+        if (now() > $deadline) {
+            kill 'KILL', $pid;
+            waitpid($pid, 0);
+            $status = -1;
+            last;
+        }
+        Time::HiRes::sleep(0.02);
+    }
+
+    open my $in, '<', $out->filename;
+    my $text = do { local $/; <$in> } // '';
+    $text .= "\n(killed after $timeout s)" if $status == -1;
+    return ($status, $text);
+}
+
 # --------------------------------------------------------------------------
 # The slow query: a table lock held by a background psql
 #
@@ -192,11 +301,13 @@ sub lock_waiters {
                        @{ module_backends() };
 }
 
-# whether the table lock is granted (the count of such locks)
+# whether the locker's table lock is granted (the count of such locks)
 sub lock_held {
     return psql_rows(
         "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+        . " JOIN pg_stat_activity a ON a.pid = l.pid"
         . " WHERE c.relname = 'sophon_events'"
+        . " AND a.application_name = '$LockerAppName'"
         . " AND l.mode = 'AccessExclusiveLock' AND l.granted")->[0][0];
 }
 
@@ -308,8 +419,11 @@ sub end_row_lock {
 # --------------------------------------------------------------------------
 # nginx's logs and sockets
 
-sub errlog { server_root() . '/logs/error.log' }
-sub acclog { server_root() . '/logs/access.log' }
+# the path of one of nginx's logs (a log_format's own file, ...)
+sub logfile { server_root() . "/logs/$_[0]" }
+
+sub errlog { logfile('error.log') }
+sub acclog { logfile('access.log') }
 
 # the lines of a log from a byte offset on
 sub log_since {
@@ -317,6 +431,15 @@ sub log_since {
     open my $fh, '<', $file or return [];
     seek $fh, $pos, 0;
     return [ <$fh> ];
+}
+
+# the entries of an error log from a byte offset (default 0) on: each
+# starts with its time stamp, and may span lines (libpq's messages hold
+# newlines)
+sub log_entries {
+    my ($file, $pos) = @_;
+    return split /\n(?=\d{4}\/\d\d\/\d\d \d\d:\d\d:\d\d \[)/,
+                 join '', @{ log_since($file, $pos // 0) };
 }
 
 # socket inode => pid, for the open sockets of these processes
@@ -442,18 +565,34 @@ sub http_send {
 }
 
 # http_request(QS, %opt): one request over a connection of its own, read
-# until the server closes it or timeout => SECONDS (30) have passed:
-# parse_http()'s hash, and raw, the bytes received.  http_send()'s
-# options; dies when it cannot connect.
+# until the server closes it or timeout => SECONDS (30) have passed since
+# it began: parse_http()'s hash; raw, the bytes received; start, end and
+# elapsed, its times; timedout, true when the server had not closed the
+# connection by then; error, why reading failed ('' if it did not).
+# http_send()'s options; it dies when it cannot connect, unless option
+# refused => 1: then error says why, and raw is ''.
 sub http_request {
     my ($qs, %opt) = @_;
+    my $start = now();
+    my $timeout = $opt{timeout} // 30;
 
-    my $c = http_send($qs, %opt) or die "connect: $!\n";
-    http_pump([$c], $opt{timeout} // 30);
-    close $c->{sock} if !$c->{eof};
+    my $c = http_send($qs, %opt);
+    if (!$c) {
+        die "connect: $!\n" if !$opt{refused};
+        $c = { buf => '', error => "connect: $!", eof => now() };
+
+    } else {
+        http_pump([$c], $timeout - (now() - $start));
+        close $c->{sock} if !$c->{eof};
+    }
 
     my $r = parse_http($c->{buf});
     $r->{raw} = $c->{buf};
+    $r->{start} = $start;
+    $r->{end} = now();
+    $r->{elapsed} = $r->{end} - $start;
+    $r->{timedout} = $c->{eof} ? 0 : 1;
+    $r->{error} = $c->{error} // '';
     return $r;
 }
 
@@ -566,10 +705,15 @@ sub http_pump {
     }
 }
 
-# {status, headers, body, complete, bytes} of a raw response
+# {status, headers, body, complete, bytes, framing, trailing, last_chunk,
+# bad} of a raw response: framing is how its body ends ('chunked',
+# 'length', or 'close': with the connection); trailing the bytes after
+# its end, once complete; last_chunk true once the last chunk's size line
+# (0) came; bad why the chunks are not HTTP/1.1 chunked framing (undef
+# while they are, up to where they stop)
 sub parse_http {
     my ($raw) = @_;
-    my %r = (bytes => length $raw, complete => 0, body => '');
+    my %r = (bytes => length $raw, complete => 0, body => '', trailing => 0);
 
     my $i = index $raw, "\r\n\r\n";
     return \%r if $i < 0;
@@ -585,28 +729,41 @@ sub parse_http {
     $r{headers} = \%h;
 
     if (($h{'transfer-encoding'} // '') =~ /chunked/i) {
+        $r{framing} = 'chunked';
         my ($pos, @parts) = (0);
         while (1) {
             my $eol = index $rest, "\r\n", $pos;
             last if $eol < 0;
             my $size = substr $rest, $pos, $eol - $pos;
-            last if $size !~ /^([0-9A-Fa-f]+)[ \t]*$/;
+            if ($size !~ /^([0-9A-Fa-f]+)[ \t]*$/) {
+                $r{bad} = "a bad chunk size at $pos: " . substr($size, 0, 20);
+                last;
+            }
             $size = hex $1;
             if ($size == 0) {
+                $r{last_chunk} = 1;
                 $r{complete} = substr($rest, $eol + 2, 2) eq "\r\n";
+                $r{trailing} = length($rest) - ($eol + 4) if $r{complete};
                 last;
             }
             last if length($rest) < $eol + 2 + $size + 2;
+            if (substr($rest, $eol + 2 + $size, 2) ne "\r\n") {
+                $r{bad} = "a chunk without its CRLF at $pos";
+                last;
+            }
             push @parts, substr $rest, $eol + 2, $size;
             $pos = $eol + 2 + $size + 2;
         }
         $r{body} = join '', @parts;
 
     } elsif (defined $h{'content-length'}) {
+        $r{framing} = 'length';
         $r{complete} = length($rest) >= $h{'content-length'};
+        $r{trailing} = length($rest) - $h{'content-length'} if $r{complete};
         $r{body} = substr $rest, 0, $h{'content-length'};
 
     } else {
+        $r{framing} = 'close';
         $r{body} = $rest;
         $r{complete} = 1;    # ends with the connection
     }
@@ -787,15 +944,16 @@ sub served_by {
 }
 
 # --------------------------------------------------------------------------
-# Forked clients: each runs $code->($id, $stopfile) and returns a hash that
-# it hands back as JSON in a file
+# Forked clients (and any other helper process of a test written in
+# Perl): each runs $code->($id, $stopfile) and returns a hash that it
+# hands back as JSON in a file; it never runs the END blocks
 
 my @Clients;
 
 sub start_clients {
     my ($n, $code) = @_;
 
-    my $dir = File::Temp::tempdir('sophon-009-XXXXXX', TMPDIR => 1,
+    my $dir = File::Temp::tempdir('sophon-clients-XXXXXX', TMPDIR => 1,
                                   CLEANUP => 1);
     my $set = { dir => $dir, stop => "$dir/stop", pids => [],
                 started => now() };
@@ -823,25 +981,34 @@ sub start_clients {
     return $set;
 }
 
+# waits at most $timeout s (0: looks once) for the clients of a set to
+# end; the pids of those still running
+sub clients_left {
+    my ($set, $timeout) = @_;
+    my $deadline = now() + $timeout;
+    my %left = map { $_ => 1 } @{ $set->{pids} };
+
+    while (1) {
+        for my $pid (keys %left) {
+            my $r = waitpid($pid, POSIX::WNOHANG());
+            delete $left{$pid} if $r == $pid || $r == -1;
+        }
+        last if !%left || now() >= $deadline;
+        Time::HiRes::sleep(0.05);
+    }
+
+    return keys %left;
+}
+
 # tells them to stop, waits at most $timeout s; the results, merged
 sub stop_clients {
     my ($set, $timeout) = @_;
 
     if (open my $fh, ">", $set->{stop}) { close $fh }
 
-    my $deadline = now() + $timeout;
-    my %left = map { $_ => 1 } @{ $set->{pids} };
-
-    while (%left && now() < $deadline) {
-        for my $pid (keys %left) {
-            my $r = waitpid($pid, POSIX::WNOHANG());
-            delete $left{$pid} if $r == $pid || $r == -1;
-        }
-        Time::HiRes::sleep(0.05) if %left;
-    }
-
-    my $killed = keys %left;
-    reap($_, 0) for keys %left;
+    my @left = clients_left($set, $timeout);
+    my $killed = @left;
+    reap($_, 0) for @left;
     @Clients = grep { $_ != $set } @Clients;
 
     my %all = (killed => $killed, failures => [], took => now() - $set->{started});
@@ -868,18 +1035,7 @@ sub stop_clients {
 # collects their results.
 sub wait_clients {
     my ($set, $timeout) = @_;
-    my $deadline = now() + $timeout;
-    my %left = map { $_ => 1 } @{ $set->{pids} };
-
-    while (%left && now() < $deadline) {
-        for my $pid (keys %left) {
-            my $r = waitpid($pid, POSIX::WNOHANG());
-            delete $left{$pid} if $r == $pid || $r == -1;
-        }
-        Time::HiRes::sleep(0.05) if %left;
-    }
-
-    return !%left;
+    return !clients_left($set, $timeout);
 }
 
 # stops every client set still running (a cleanup handler, an END block)
@@ -891,6 +1047,20 @@ sub stop_all_clients {
     @Clients = ();
 }
 
+# stops whatever this module started that still runs: the forked
+# clients, the table lock (after a scenario, in a cleanup handler, and at
+# the end of the process that loaded it, however the script ends)
+sub stop_helpers {
+    stop_all_clients();
+    eval { unlock_table() };
+}
+
+END {
+    if ($$ == $MainPid) {
+        local $?;
+        stop_helpers();
+    }
+}
 
 # --------------------------------------------------------------------------
 # Scenarios: a block's actions run after the answer to its first request
@@ -898,11 +1068,14 @@ sub stop_all_clients {
 # body check, because Test::Base runs every eval section up front:
 #   --- scenario: NAME     runs main::scenario_NAME($block) there
 # Its later requests are then the "next request" that must still be served.
-# $after->() runs after every scenario, however it ended (stop helpers).
-# Every body is checked with SophonTest::check_body.
+# $after->() runs after every scenario, however it ended (stop_helpers),
+# and is the test's cleanup handler.  Every body is checked with
+# SophonTest::check_body.
 
 sub use_scenarios {
     my ($after) = @_;
+
+    Test::Nginx::Socket::add_cleanup_handler($after) if $after;
 
     Test::Nginx::Socket::add_response_body_check(sub {
         my ($block, $body, $req_idx, $repeated_req_idx, $dry_run) = @_;
@@ -960,29 +1133,37 @@ sub logged_workers {
                @{ log_since(errlog(), 0) };
 }
 
-# the worker processes of the master, oldest first: its live children
-# whose title is a worker's (under valgrind: that it logged as its workers)
-sub worker_pids {
-    my $master = master_pid() // return ();
-    my $valgrind = $ENV{TEST_NGINX_USE_VALGRIND};
-    my %logged = $valgrind ? logged_workers($master) : ();
+# the live children of a process (zombies are not), oldest first
+sub children_of {
+    my ($ppid) = @_;
     my @pids;
 
     for my $dir (glob '/proc/[0-9]*') {
         my ($pid) = $dir =~ m{(\d+)$};
         open my $fh, '<', "$dir/stat" or next;
         my $stat = <$fh> // '';
-        next if $stat !~ /^\d+ \(.*\) (\S) (\d+)/s || $2 != $master
+        # pid (comm) state ppid ...: comm may hold spaces and parentheses
+        next if $stat !~ /^\d+ \(.*\) (\S) (\d+)/s || $2 != $ppid
                 || $1 eq 'Z';
-        if ($valgrind) {
-            push @pids, $pid if $logged{$pid};
-            next;
-        }
-        open my $cmd, '<', "$dir/cmdline" or next;
-        push @pids, $pid if (<$cmd> // '') =~ /worker process/;
+        push @pids, $pid;
     }
 
     return sort { $a <=> $b } @pids;
+}
+
+# the worker processes of the master, oldest first: its live children
+# whose title is a worker's (under valgrind: that it logged as its workers)
+sub worker_pids {
+    my $master = master_pid() // return ();
+    my $valgrind = $ENV{TEST_NGINX_USE_VALGRIND};
+    my %logged = $valgrind ? logged_workers($master) : ();
+
+    return grep {
+        my $cmd;
+        $valgrind ? $logged{$_}
+                  : open($cmd, '<', "/proc/$_/cmdline")
+                    && (<$cmd> // '') =~ /worker process/
+    } children_of($master);
 }
 
 # (1 or 0, what nginx said): whether nginx -t accepts this http{} content
@@ -1282,5 +1463,203 @@ sub sse_line {
 
 push @EXPORT_OK, qw($StreamPath sse_open sse_read sse_wait sse_quiet
                     sse_close sse_feed);
+
+# --------------------------------------------------------------------------
+# HTTP/2 and TLS, through curl (t/030-h2-tls.t): curl runs in the
+# background with its output in files, so that a test can stop it (a
+# client that does not read), wait for it, and read what it has received
+# so far, whole answers and live streams alike.
+
+my @Curls;
+
+# tls_cert(DIR): a self-signed certificate for 127.0.0.1 and localhost,
+# valid for two days, made by openssl in DIR: (certificate file, key
+# file); dies when openssl fails
+sub tls_cert {
+    my ($dir) = @_;
+    my ($crt, $key) = ("$dir/cert.pem", "$dir/key.pem");
+
+    my $pid = open my $fh, '-|';
+    die "fork: $!\n" if !defined $pid;
+    if ($pid == 0) {
+        open STDERR, '>&', \*STDOUT;
+        exec('openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes',
+             '-days', '2', '-subj', '/CN=localhost',
+             '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1',
+             '-keyout', $key, '-out', $crt)
+            or POSIX::_exit(127);
+    }
+    my $out = do { local $/; <$fh> } // '';
+    close $fh;
+    die "openssl: $out\n" if $? != 0 || !-s $crt || !-s $key;
+
+    return ($crt, $key);
+}
+
+# curl_start(URL, ARGS...): curl -sS -i -N ARGS URL in the background
+# (-i: the status line and headers before the body, as nginx sent them;
+# -N: each piece written as it comes).  The client: {pid, out, err,
+# started, cmd}; dies when it cannot fork.
+sub curl_start {
+    my ($url, @args) = @_;
+    my $dir = File::Temp::tempdir('sophon-curl-XXXXXX', TMPDIR => 1,
+                                  CLEANUP => 1);
+    my @cmd = ('curl', '-sS', '-i', '-N', @args, $url);
+    my $c = { out => "$dir/out", err => "$dir/err", started => now(),
+              cmd => "@cmd" };
+
+    my $pid = fork;
+    die "fork: $!\n" if !defined $pid;
+
+    if ($pid == 0) {
+        $SIG{$_} = 'DEFAULT' for qw(INT TERM HUP);
+        open STDIN, '<', '/dev/null';
+        open STDOUT, '>', $c->{out} or POSIX::_exit(127);
+        open STDERR, '>', $c->{err} or POSIX::_exit(127);
+        exec { $cmd[0] } @cmd or POSIX::_exit(127);
+    }
+
+    $c->{pid} = $pid;
+    push @Curls, $c;
+    return $c;
+}
+
+sub file_bytes {
+    my ($file) = @_;
+    open my $fh, '<', $file or return '';
+    binmode $fh;
+    local $/;
+    return scalar(<$fh>) // '';
+}
+
+# what curl has written on its standard output so far (bytes), and its
+# standard error
+sub curl_output { file_bytes($_[0]{out}) }
+sub curl_stderr { file_bytes($_[0]{err}) }
+
+# curl_wait(CLIENT, TIMEOUT): waits at most TIMEOUT seconds for curl to
+# end (then kills it, and the exit is 'killed'); returns its exit code,
+# also in exit ("signal N" when a signal ended it, 'lost' when it was
+# reaped elsewhere)
+sub curl_wait {
+    my ($c, $timeout) = @_;
+    return $c->{exit} if defined $c->{exit};
+
+    kill 'CONT', $c->{pid};
+    my $status = reap($c->{pid}, $timeout);
+    curl_ended($c, $status);
+    return $c->{exit};
+}
+
+# whether curl still runs (once it has ended, its exit is kept)
+sub curl_running {
+    my ($c) = @_;
+    return 0 if defined $c->{exit};
+    return 1 if waitpid($c->{pid}, POSIX::WNOHANG()) == 0;
+    curl_ended($c, $?);
+    return 0;
+}
+
+sub curl_ended {
+    my ($c, $status) = @_;
+    $c->{exit} = $status eq 'killed' ? 'killed'
+               : $status == -1       ? 'lost'
+               : $status & 127       ? 'signal ' . ($status & 127)
+               :                       $status >> 8;
+    $c->{ended} = now();
+    @Curls = grep { $_ != $c } @Curls;
+}
+
+# stops curl: it reads nothing more until curl_cont(); curl_end() ends it
+# (SIGTERM) and reaps it
+sub curl_stop { kill 'STOP', $_[0]{pid} }
+sub curl_cont { kill 'CONT', $_[0]{pid} }
+
+sub curl_end {
+    my ($c) = @_;
+    return if defined $c->{exit};
+    kill 'CONT', $c->{pid};
+    kill 'TERM', $c->{pid};
+    curl_wait($c, 3);
+}
+
+# ends every curl still running (a cleanup handler, an END block)
+sub curl_end_all { curl_end($_) for @Curls }
+
+# curl_response(CLIENT): {status, version, headers (by lower-case name),
+# body} of what curl has received so far; status undef until the whole
+# head is in
+sub curl_response {
+    my ($c) = @_;
+    my $raw = curl_output($c);
+    my %r = (body => '', headers => {});
+
+    my $i = index $raw, "\r\n\r\n";
+    return \%r if $i < 0;
+
+    my ($line, @lines) = split /\r\n/, substr($raw, 0, $i);
+    @r{qw(version status)} = $line =~ m{^HTTP/(\S+) (\d{3})};
+    for (@lines) {
+        $r{headers}{ lc $1 } = $2 if /^([^:\s]+):\s*(.*)$/;
+    }
+    $r{body} = substr $raw, $i + 4;
+
+    return \%r;
+}
+
+# curl_sse(CLIENT): a live stream's client as sse_open() makes one (events,
+# blocks, comments, last_id ...), of what curl has received so far; status
+# and headers from curl's head (HTTP/2 has no chunks: the body is the
+# stream's bytes); eof once curl has ended
+sub curl_sse {
+    my ($c) = @_;
+    my $s = $c->{sse} //= {
+        method => 'GET', buf => '', body => '', events => [], blocks => [],
+        comments => [], bad => [], last_id => '', cpos => undef, lpos => 0,
+        block => '', data => undef, type => undef, id => undef };
+
+    $s->{buf} = curl_output($c);
+    $s->{eof} = $c->{ended} if defined $c->{exit};
+    sse_feed($s);
+
+    my $r = curl_response($c);
+    @$s{qw(status version)} = @$r{qw(status version)};
+
+    return $s;
+}
+
+# curl_sse_wait(CLIENT, TIMEOUT, DONE): reads curl_sse(CLIENT) every 50
+# ms until DONE->(stream) is true (returns true), TIMEOUT seconds have
+# passed or curl has ended (false)
+sub curl_sse_wait {
+    my ($c, $timeout, $done) = @_;
+    wait_until($timeout, 0.05, sub {
+        my $running = curl_running($c);
+        $done->(curl_sse($c)) || !$running;
+    });
+    return $done->(curl_sse($c));
+}
+
+# the module's only backend: its pid ('' when there is not exactly one)
+sub sole_backend {
+    my $b = module_backends();
+    return @$b == 1 ? $b->[0]{pid} : '';
+}
+
+# the resident set of nginx's process of the pid file, in kB (with
+# master_off, the one worker)
+sub worker_rss {
+    my $pid = master_pid() or return undef;
+    open my $fh, '<', "/proc/$pid/status" or return undef;
+    while (<$fh>) {
+        return $1 if /^VmRSS:\s+(\d+)/;
+    }
+    return undef;
+}
+
+push @EXPORT_OK, qw(tls_cert curl_start curl_output curl_stderr curl_wait
+                    curl_running curl_stop curl_cont curl_end curl_end_all
+                    curl_response curl_sse curl_sse_wait sole_backend
+                    worker_rss);
 
 1;

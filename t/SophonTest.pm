@@ -1,6 +1,6 @@
 package SophonTest;
 
-# The test suite's own reading of the contract (shared/spec/events-api.md),
+# The test suite's own reading of the contract (doc/events-api.md),
 # written independently of the module: it parses a request's query string,
 # filters and orders the fixture events ($TEST_NGINX_FIXTURES, the JSON
 # Lines that util/run-tests loaded) in Perl, and compares an answer with
@@ -13,7 +13,10 @@ package SophonTest;
 # It also holds what test files share about data: the database through
 # psql, events inserted there, JSON text, UTF-8 bytes and percent-encoding
 # (uri, pct_decode), joins for "eval" sections, and how a long list of
-# failures becomes one check (ok_none).
+# failures becomes one check (ok_none); and about blocks: the standard
+# location and JSON headers a block gets unless it says otherwise
+# (default_location, default_json_headers), the contract's error bodies
+# (error_body) and the shape of a page ($Page).
 
 use strict;
 use warnings;
@@ -28,7 +31,8 @@ use Exporter 'import';
 
 our @EXPORT_OK = qw(fixtures expected check_body parse_query uri
                     pct_decode js bytes_of csv joined insert_events
-                    first_difference ok_none);
+                    insert_sql first_difference ok_none newest_first
+                    error_body);
 
 # JSON::XS (libjson-xs-perl) when it is there: the fixtures are ~15 MB
 my $JSON = eval { require JSON::XS; 'JSON::XS' } || 'JSON::PP';
@@ -58,9 +62,14 @@ sub fixtures {
     return $fixtures;
 }
 
-sub by_newest {
-    $b->{doc}{timestamp} <=> $a->{doc}{timestamp}
-        || $b->{doc}{_id} cmp $a->{doc}{_id};
+sub by_newest { newest_first($a->{doc}, $b->{doc}) }
+
+# the contract's order of two documents, as sort's block gives it:
+# negative when X comes first (newest first: timestamp desc, then _id
+# desc, compared as bytes: PostgreSQL's "C" collation)
+sub newest_first {
+    my ($x, $y) = @_;
+    return $y->{timestamp} <=> $x->{timestamp} || $y->{_id} cmp $x->{_id};
 }
 
 my %lists = map { $_ => 1 } qw(userType groups streams);
@@ -374,17 +383,49 @@ our $Location = <<'_EOC_';
     }
 _EOC_
 
+# for a block preprocessor: the standard location, when the block brings
+# no config of its own
+sub default_location {
+    my ($block) = @_;
+    $block->set_value("config", $Location) if !defined $block->config;
+}
+
+# the Content-Type header of a JSON answer (a response_headers line)
+our $JsonType = 'Content-Type: application/json; charset=utf-8';
+
+# for a block preprocessor: the answers of a block that says nothing of
+# their headers are JSON, each
+sub default_json_headers {
+    my ($block) = @_;
+
+    return if defined $block->response_headers
+              || defined $block->response_headers_like;
+
+    my $reqs = $block->pipelined_requests // $block->request;
+    $block->set_value("response_headers",
+                      ref $reqs ? [ ($JsonType) x @$reqs ] : $JsonType);
+}
+
 # for a test file: the standard location, and every body checked
 sub use_standard_location {
     Test::Nginx::Socket::add_response_body_check(\&check_body);
+    Test::Nginx::Socket::add_block_preprocessor(\&default_location);
+}
 
-    Test::Nginx::Socket::add_block_preprocessor(sub {
-        my $block = shift;
+# a whole page as the contract shapes it (a response_body_like): at least
+# one event, and its pagination
+our $Page = qr/^\{"data":\[\{.*\}\],"pagination":\{"num_pages":\d+,"page":\d+,"per_page":\d+,"total_count":\d+,"next":(?:null|"[0-9a-f]+")\}\}$/s;
 
-        if (!defined $block->config) {
-            $block->set_value("config", $Location);
-        }
-    });
+# the contract's error bodies when the database fails, by status
+our %Error = (
+    500 => '{"error":{"code":50000,"message":"the database answered with an unexpected error","status":"INTERNAL_ERROR"}}',
+    503 => '{"error":{"code":50300,"message":"the database is unavailable","status":"SERVICE_UNAVAILABLE"}}',
+    504 => '{"error":{"code":50400,"message":"the database did not answer in time","status":"GATEWAY_TIMEOUT"}}',
+);
+
+sub error_body {
+    my ($status) = @_;
+    return $Error{$status} // die "no error body for $status\n";
 }
 
 # psql(SQL): the output of SQL run as the superuser
@@ -511,19 +552,22 @@ sub bytes_of { Encode::encode('UTF-8', $_[0]) }
 sub csv { join ',', @_ }
 sub joined { my $sep = shift; join $sep, @_ }
 
-# insert_events(DOC, ...): the documents (JSON text, bytes) into
-# sophon_events in one statement, as the superuser; dies with psql's
-# message
-sub insert_events {
+# insert_sql(DOC, ...): the statement that inserts the documents (JSON
+# text, bytes) into sophon_events, one row each
+sub insert_sql {
     my @docs = @_;
 
-    die "insert_events: a document holds \$doc\$\n"
+    die "insert_sql: a document holds \$doc\$\n"
         if grep { index($_, '$doc$') >= 0 } @docs;
 
-    my ($ok, undef, $err) = psql_script(
-        "INSERT INTO sophon_events (doc) VALUES "
-        . join(', ', map { "(\$doc\$$_\$doc\$)" } @docs) . ";\n");
+    return "INSERT INTO sophon_events (doc) VALUES "
+           . join(', ', map { "(\$doc\$$_\$doc\$)" } @docs) . ";\n";
+}
 
+# insert_events(DOC, ...): the documents into sophon_events in one
+# statement, as the superuser; dies with psql's message
+sub insert_events {
+    my ($ok, undef, $err) = psql_script(insert_sql(@_));
     die "insert_events: $err\n" if !$ok;
 }
 

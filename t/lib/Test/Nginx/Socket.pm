@@ -14,11 +14,17 @@ package Test::Nginx::Socket;
 # response_body, response_body_[un]like, [no_]error_log, [no_]access_log,
 # [no_]shutdown_error_log, skip_nginx, skip_eval, log_level, server_name,
 # error_log_file, server_addr_for_client, raw_request_middle_delay,
-# must_die, suppress_stderr; ONLY, SKIP and LAST come from Test::Base.
+# must_die, suppress_stderr, http2, no_http2, curl_protocol, curl_options,
+# curl_error; ONLY, SKIP and LAST come from Test::Base.
 #
 # Environment: TEST_NGINX_BINARY, _LOAD_MODULES, _SERVER_PORT, _PORT,
 # _CLIENT_PORT, _SERVROOT, _NO_CLEAN, _USE_VALGRIND, _TIMEOUT, _SLEEP,
-# _NO_SHUFFLE, _LOG_LEVEL, _MASTER_PROCESS, _WORKER_USER.
+# _NO_SHUFFLE, _LOG_LEVEL, _MASTER_PROCESS, _WORKER_USER, _USE_HTTP2.
+#
+# HTTP/2 (TEST_NGINX_USE_HTTP2=1, or a block's --- http2): the server
+# listens for cleartext HTTP/2 only and curl --http2-prior-knowledge makes
+# the requests; which blocks stay HTTP/1 is use_http2()'s business (see
+# Test::Nginx::Compat::Server), as in the real one.
 #
 # Built only on Debian-packaged modules.  Private helpers live in
 # Test::Nginx::Compat::Server (nginx side) and ::Client (HTTP side).
@@ -37,7 +43,7 @@ use Time::HiRes qw(sleep);
 
 use Test::Nginx::Compat::Server;
 use Test::Nginx::Compat::Client
-    qw(build_request send_request parse_response);
+    qw(build_request send_request send_request_by_curl parse_response);
 
 our @EXPORT = qw(
     env_to_nginx is_str plan run_tests run_test repeat_each config_preamble
@@ -47,6 +53,9 @@ our @EXPORT = qw(
     timeout check_accum_error_log add_block_preprocessor bail_out
     add_cleanup_handler add_response_body_check
 );
+
+# Test::Nginx::Socket::use_http2($block) and $Test::Nginx::Socket::UseHttp2
+# are there in the real one too (imported from its Test::Nginx::Util)
 
 my @BlockPreprocessors;
 my @ResponseBodyChecks;
@@ -218,7 +227,7 @@ sub run_requests {
         my $head_req = (join '', map { $_->{value} } @$packets)
                        =~ /^\s*HEAD\s+/;
 
-        my $raw = send_request(
+        my %o = (
             name         => $name,
             packets      => $packets,
             addr         => $block->server_addr_for_client // $ServerAddr,
@@ -227,7 +236,20 @@ sub run_requests {
             middle_delay => scalar $block->raw_request_middle_delay,
             shutdown     => scalar $block->shutdown,
             abort        => defined $block->abort,
-        ) // '';
+        );
+
+        # HTTP/2 goes through curl, as in the real one (which does not
+        # apply --- abort, --- shutdown or the packets' delays there)
+        my $raw = use_http2($block)
+            ? send_request_by_curl(
+                  %o,
+                  http2      => 1,
+                  request    => join('', map { $_->{value} } @$packets),
+                  protocol   => $block->curl_protocol // 'http',
+                  options    => scalar $block->curl_options,
+                  curl_error => scalar $block->curl_error)
+            : send_request(%o);
+        $raw //= '';
 
         # Pipelined responses all arrive on one connection: peel them off
         # one by one.

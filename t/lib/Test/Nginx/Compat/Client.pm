@@ -12,13 +12,15 @@ use Exporter 'import';
 use IO::Select ();
 use IO::Socket::INET ();
 use List::Util qw(min);
+use POSIX ();
 use Test::More ();
 use Time::HiRes qw(sleep);
 
-use Test::Nginx::Compat::Server qw(bail_out nginx_child_gone $ServerName $Sleep);
+use Test::Nginx::Compat::Server
+    qw(bail_out nginx_child_gone server_pid $ServerName $Sleep $HtmlDir);
 
 our @EXPORT_OK = qw(build_request parse_more_headers send_request
-                    parse_response);
+                    curl_command send_request_by_curl parse_response);
 
 # "X-Foo: 1\n# comment\nBar" -> ("X-Foo: 1\r\nBar: \r\n", $is_chunked)
 sub parse_more_headers {
@@ -173,6 +175,180 @@ sub connect_server {
     bail_out($msg) if ++$ConnectFailures >= 3;
     Test::More::fail($msg);
     return;
+}
+
+# ---------------------------------------------------------------------------
+# HTTP/2: the request that build_request() wrote is handed to curl, as the
+# real one does (--- curl_protocol and --- curl_options are applied there),
+# and curl -i's output (status line, headers, body: the shape of an HTTP/1
+# response without its framing) is what parse_response() parses.
+
+# curl's argument list for one request: its method, target and headers
+# (but Connection, which HTTP/2 has not) and its body, in a file.
+sub curl_command {
+    my (%o) = @_;
+    my $name = $o{name};
+    my $req  = $o{request};
+
+    my ($meth, $uri, $ver);
+    if ($req =~ m{\A\s*(\w+)\s+(\S+)\s+HTTP/(\S+)\r?\n}gc) {
+        ($meth, $uri, $ver) = ($1, $2, $3);
+    } elsif ($req =~ m{\A\s*(\w+)\s+(.*\S)\s*\r?\n}gc) {
+        ($meth, $uri, $ver) = ($1, $2, '0.9');
+    } else {
+        bail_out("$name - cannot parse the request line of: $req");
+    }
+
+    # curl's own User-Agent, Accept and Host go: the request's are sent
+    my @args = ('curl', '-i', '-sS', '-H', 'User-Agent:', '-H', 'Accept:',
+                '-H', 'Host:');
+    push @args, '--http2-prior-knowledge' if $o{http2};
+    if ($meth eq 'HEAD') {
+        push @args, '-I';
+    } elsif ($meth ne 'GET') {
+        push @args, '-X', $meth;
+    }
+    push @args, '-0' if $ver ne '1.1';
+
+    my @headers;
+    if ($ver ge '1.0') {
+        $req =~ m{\G(.*?)\r?\n\r?\n}gcs
+            or bail_out("$name - cannot parse the headers of: $req");
+        @headers = grep { !/^Connection\s*:/i } split /\r\n/, $1;
+    }
+    push @args, map { ('-H', $_) } @headers;
+
+    if ($req =~ m{\G(.+)}gcs) {
+        my $body = $1;
+        push @args, '-H', 'Content-Type: '
+            if !grep { /^\s*Content-Type\s*:/i } @headers;
+        my $file = "$HtmlDir/curl.data.bin";
+        open my $out, '>', $file or bail_out("$name - $file: $!");
+        binmode $out;
+        print $out $body;
+        close $out or bail_out("$name - $file: $!");
+        push @args, '--data-binary', "\@$file";
+    }
+
+    push @args, '--connect-timeout', $o{timeout}, '--max-time', $o{timeout};
+    push @args, $o{options} if defined $o{options};
+    push @args, "$o{protocol}://$o{addr}:$o{port}$uri";
+
+    return \@args;
+}
+
+# Runs curl_command(%o) and returns what curl wrote on its standard
+# output.  As in the real one, curl's exit code alone fails nothing (a cut
+# answer is checked like any other); no output at all fails, unless what
+# curl said matches $o{curl_error}; what it said besides an answer is a
+# warning.  curl's --max-time bounds it; the harness kills it a few
+# seconds later, should it hang anyway.
+sub send_request_by_curl {
+    my (%o) = @_;
+    my $name = $o{name};
+    my $cmd  = curl_command(%o);
+
+    wait_for_port(%o);
+
+    pipe(my $out_r, my $out_w) && pipe(my $err_r, my $err_w)
+        or bail_out("$name - pipe() failed: $!");
+    my $pid = fork;
+    bail_out("$name - fork() failed: $!") unless defined $pid;
+    if ($pid == 0) {
+        close $out_r;
+        close $err_r;
+        open STDIN, '<', '/dev/null';
+        open STDOUT, '>&', $out_w;
+        open STDERR, '>&', $err_w;
+        exec { $cmd->[0] } @$cmd or POSIX::_exit(127);
+    }
+    close $out_w;
+    close $err_w;
+
+    my %got = ($out_r => '', $err_r => '');
+    my $sel = IO::Select->new($out_r, $err_r);
+    my $deadline = Time::HiRes::time() + $o{timeout} + 5;
+
+    while ($sel->count) {
+        my $left = $deadline - Time::HiRes::time();
+        if ($left <= 0) {
+            kill 'KILL', $pid;
+            waitpid $pid, 0;
+            Test::More::fail("$name - curl did not end in $o{timeout} s"
+                             . " (killed): @$cmd");
+            return;
+        }
+        for my $fh ($sel->can_read($left)) {
+            my $n = sysread $fh, my $buf, 65536;
+            next if !defined $n && $!{EINTR};
+            if (!$n) {
+                $sel->remove($fh);
+                close $fh;
+                next;
+            }
+            $got{$fh} .= $buf;
+        }
+    }
+
+    waitpid $pid, 0;
+    my $status = $?;
+    my ($out, $err) = @got{$out_r, $err_r};
+
+    if ($status >> 8 == 127) {
+        Test::More::fail("$name - failed to run curl: $err");
+        return;
+    }
+
+    if ($out eq '') {
+        my $want = $o{curl_error};
+        return if defined $want && $err ne ''
+                  && (ref $want ? $err =~ $want : index($err, $want) >= 0);
+        Test::More::fail($err ne ''
+            ? "$name - command \"@$cmd\" generates stderr output: $err"
+            : "$name - curl command \"@$cmd\" generates no stdout output");
+        return;
+    }
+
+    warn "WARNING: $name - command \"@$cmd\" generates stderr output: $err"
+        if $err ne '';
+
+    return $out;
+}
+
+# nginx may still be starting (notably under valgrind): wait, boundedly,
+# until a socket listens on its port (found in /proc, as the real one does:
+# a probing connection would be one more in nginx's logs).  /proc/net/tcp
+# is long on a busy machine: each nginx's port is looked up once.
+my %Listens;
+
+sub wait_for_port {
+    my (%o) = @_;
+    my $key = (server_pid() // '') . " $o{port}";
+    return if $Listens{$key};
+
+    for my $try (1 .. 50) {
+        if (listening($o{port})) {
+            $Listens{$key} = 1;
+            return;
+        }
+        return if nginx_child_gone();
+        warn "$o{name} - waiting for nginx to listen on port $o{port}\n"
+            if $try % 10 == 0;
+        sleep min(1, $Sleep * $try);
+    }
+}
+
+sub listening {
+    my ($port) = @_;
+    for my $file ('/proc/net/tcp', '/proc/net/tcp6') {
+        open my $in, '<', $file or next;
+        while (<$in>) {
+            # local address:port, remote address:port, state (0A: LISTEN)
+            return 1 if /^\s*\d+: [0-9A-F]+:([0-9A-F]+) \S+ 0A /
+                        && hex($1) == $port;
+        }
+    }
+    return 0;
 }
 
 # Returns ($response, $raw_headers, $left_over_bytes).  A malformed or

@@ -19,16 +19,17 @@ use Time::HiRes qw(sleep time);
 our @EXPORT = qw(
     $ServerAddr $ServerName $ServerPort $ServerPortForClient $Timeout
     $Sleep $RepeatEach $NoShuffle $NoLongString $CheckAccumErrLog
-    $UseValgrind $NginxVersion $ServRoot $HtmlDir $ErrLogFile $AccLogFile
-    @CleanupHandlers
+    $UseValgrind $UseHttp2 $NginxVersion $ServRoot $HtmlDir $ErrLogFile
+    $AccLogFile @CleanupHandlers
 
     env_to_nginx repeat_each config_preamble worker_connections
     master_process_enabled no_long_string workers master_on master_off
     log_level no_shuffle no_root_location server_name server_addr
     server_root html_dir server_port server_port_for_client timeout
-    check_accum_error_log bail_out add_cleanup_handler
+    check_accum_error_log bail_out add_cleanup_handler use_http2
 
-    nginx_version parse_time expand_env nginx_running setup_server_root
+    nginx_version parse_time expand_env nginx_running server_pid
+    setup_server_root
     write_user_files write_config_file start_nginx start_nginx_once stop_nginx
     nginx_child_gone error_log_lines access_log_lines reset_error_log_pos
     valgrind_errors cleanup
@@ -49,6 +50,7 @@ our $NoShuffle           = $ENV{TEST_NGINX_NO_SHUFFLE} || 0;
 our $NoLongString        = 0;
 our $CheckAccumErrLog    = 0;
 our $UseValgrind         = $ENV{TEST_NGINX_USE_VALGRIND};
+our $UseHttp2            = $ENV{TEST_NGINX_USE_HTTP2};
 our $NginxVersion;
 our @CleanupHandlers;
 
@@ -144,6 +146,69 @@ sub nginx_version () {
         bail_out("Failed to get the version of nginx ($NginxBinary): $out");
     }
     return sprintf '%d.%03d%03d', $1, $2, $3;
+}
+
+# ---------------------------------------------------------------------------
+# HTTP/2.  Whether a block speaks HTTP/2 (cleartext, "prior knowledge": the
+# client starts with HTTP/2's preface, no upgrade), with the real one's
+# rules: --- no_http2 never; --- http2 always (it cannot go with a raw or
+# pipelined request); with TEST_NGINX_USE_HTTP2, every block with a
+# --- request, but those that send raw or pipelined HTTP/1 bytes, ask for
+# HTTP/1.0, or whose configuration talks HTTP/1 to its own server.  The
+# answer is kept in the block (the real one's section name), since both the
+# configuration and the client ask.
+
+sub use_http2 ($) {
+    my ($block) = @_;
+    my $name = $block->name;
+
+    my $cached = $block->test_nginx_enabled_http2;
+    return $cached if defined $cached;
+
+    return undef if defined $block->no_http2;
+
+    if (defined $block->http2) {
+        bail_out("cannot use --- http2 with --- raw_request")
+            if $block->raw_request;
+        bail_out("cannot use --- http2 with --- pipelined_requests")
+            if $block->pipelined_requests;
+        $block->set_value(test_nginx_enabled_http2 => 1);
+        return 1;
+    }
+
+    my $why;
+    if (!$UseHttp2) {
+        $why = '';
+    } elsif ($block->raw_request) {
+        $why = "--- raw_request: stays on HTTP/1";
+    } elsif ($block->pipelined_requests) {
+        $why = "--- pipelined_requests: stays on HTTP/1";
+    } elsif (!defined $block->request) {
+        $why = '';
+    } elsif (!ref $block->request && $block->request =~ m{HTTP/1\.0}s) {
+        $why = "the request asks for HTTP/1.0: stays on HTTP/1";
+    } else {
+        my $pat = qr{(proxy_pass .*:\$(server_port|TEST_NGINX_SERVER_PORT)
+                     | ngx.req.raw_header
+                     | lua_check_client_abort
+                     | ngx.req.socket
+                     | ngx.req.read_body)}x;
+        for my $sec (qw(config user_files http_config)) {
+            my $text = $block->$sec;
+            next if !defined $text || ref $text || $text !~ $pat;
+            $why = "--- $sec talks HTTP/1 to the server ($1): stays on HTTP/1";
+            last;
+        }
+    }
+
+    if (defined $why) {
+        warn "WARNING: $name - $why\n" if $why ne '';
+        $block->set_value(test_nginx_enabled_http2 => 0);
+        return undef;
+    }
+
+    $block->set_value(test_nginx_enabled_http2 => 1);
+    return 1;
 }
 
 # ---------------------------------------------------------------------------
@@ -287,6 +352,18 @@ _EOC_
              : $> == 0             ? "user root;\n"
              : '';
 
+    # nginx 1.25.1 made HTTP/2 a directive of the server and deprecated
+    # the listen parameter; before, the parameter is the only way.  (The
+    # real one switches at 1.19.9, which nginx 1.19.9 to 1.25.0 refuse.)
+    my ($listen_opts, $http2_directive) = ('', '');
+    if (use_http2($block)) {
+        if ($NginxVersion >= 1.025001) {
+            $http2_directive = 'http2 on;';
+        } else {
+            $listen_opts = ' http2';
+        }
+    }
+
     write_file($ConfFile, <<"_EOC_");
 worker_processes  $Workers;
 daemon $Daemon;
@@ -305,7 +382,7 @@ http {
 $sec{http_config}
 
     server {
-        listen          $ServerPort;
+        listen          $ServerPort$listen_opts;$http2_directive
         server_name     '$server_name';
 
         client_max_body_size 30M;
@@ -367,6 +444,12 @@ sub nginx_child_gone () {
 sub nginx_running () {
     my $pid = $ChildPid // read_pid_file();
     return $pid && is_running($pid);
+}
+
+# the pid of the nginx the harness started (its master, or its only
+# process), or undef
+sub server_pid () {
+    return $ChildPid // read_pid_file();
 }
 
 sub start_nginx ($) {
