@@ -5,7 +5,7 @@
 #   make demo-stop       stop it
 #   make test            the whole test suite (T=t/003-foo.t for one file)
 #   make test-asan       the same against an AddressSanitizer+UBSan build
-#   make test-http2      the same over HTTP/2 (Test::Nginx's TEST_NGINX_USE_HTTP2)
+#   make test-http2      the same over HTTP/2 (TEST_NGINX_USE_HTTP2)
 #   make test-valgrind   the same with nginx under valgrind
 #   make fuzz            libFuzzer on the parser and the answer (FUZZ_SECONDS)
 #   make build-static    Debian 12's nginx with the module compiled in, tested

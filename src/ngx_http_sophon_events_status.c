@@ -127,7 +127,6 @@ typedef struct ngx_http_sophon_events_family_s
 
 typedef ngx_int_t (*ngx_http_sophon_events_emit_pt)(
     ngx_http_sophon_events_writer_t *w, ngx_http_sophon_events_family_t *f,
-    const char *prefix, ngx_str_t *worker,
     ngx_http_sophon_events_view_t *view);
 
 /* a metric family: its samples written by "emit", of its "what" */
@@ -201,20 +200,19 @@ static ngx_int_t ngx_http_sophon_events_prometheus(
     ngx_uint_t nviews);
 static ngx_int_t ngx_http_sophon_events_emit_requests(
     ngx_http_sophon_events_writer_t *w, ngx_http_sophon_events_family_t *f,
-    const char *prefix, ngx_str_t *worker,
     ngx_http_sophon_events_view_t *view);
 static ngx_int_t ngx_http_sophon_events_emit_count(
     ngx_http_sophon_events_writer_t *w, ngx_http_sophon_events_family_t *f,
-    const char *prefix, ngx_str_t *worker,
     ngx_http_sophon_events_view_t *view);
 static ngx_int_t ngx_http_sophon_events_emit_histogram(
     ngx_http_sophon_events_writer_t *w, ngx_http_sophon_events_family_t *f,
-    const char *prefix, ngx_str_t *worker,
     ngx_http_sophon_events_view_t *view);
 static ngx_int_t ngx_http_sophon_events_emit_server(
     ngx_http_sophon_events_writer_t *w, ngx_http_sophon_events_family_t *f,
-    const char *prefix, ngx_str_t *worker,
     ngx_http_sophon_events_view_t *view);
+static ngx_int_t ngx_http_sophon_events_series(
+    ngx_http_sophon_events_writer_t *w, ngx_http_sophon_events_view_t *view,
+    const char *name, const char *suffix, ngx_uint_t labels);
 static ngx_int_t ngx_http_sophon_events_write(
     ngx_http_sophon_events_writer_t *w, const char *fmt, ...);
 static ngx_int_t ngx_http_sophon_events_write_room(
@@ -616,7 +614,6 @@ ngx_http_sophon_events_status_init_process(ngx_cycle_t *cycle,
         len = ngx_min(server[i]->name.len, NGX_HTTP_SOPHON_EVENTS_LABEL_LEN);
         ngx_memcpy(g->name, server[i]->name.data, len);
         g->name_len = len;
-        g->lag = 0;
     }
 
     slot->nservers = i;
@@ -636,7 +633,7 @@ ngx_http_sophon_events_status_init_process(ngx_cycle_t *cycle,
 
     ngx_http_sophon_events_slot = slot;
 
-    server = smcf->servers.elts;
+    /* and their state, as this worker starts with it */
 
     for (i = 0; i < smcf->servers.nelts; i++) {
         ngx_http_sophon_events_status_server(server[i]);
@@ -1456,8 +1453,6 @@ static ngx_int_t
 ngx_http_sophon_events_prometheus(ngx_http_sophon_events_writer_t *w,
     ngx_http_sophon_events_view_t *views, ngx_uint_t nviews)
 {
-    u_char                           *p;
-    ngx_str_t                         worker;
     ngx_uint_t                        i;
     ngx_http_sophon_events_family_t  *f;
 
@@ -1468,7 +1463,7 @@ ngx_http_sophon_events_prometheus(ngx_http_sophon_events_writer_t *w,
                                   "# TYPE sophon_events_%s %s\n",
                                   f->name, f->help, f->name, f->type)
             != NGX_OK
-            || f->emit(w, f, "", NULL, &views[0]) != NGX_OK
+            || f->emit(w, f, &views[0]) != NGX_OK
             || ngx_http_sophon_events_write(w,
                                   "# HELP sophon_events_worker_%s %s\n"
                                   "# TYPE sophon_events_worker_%s %s\n",
@@ -1479,15 +1474,7 @@ ngx_http_sophon_events_prometheus(ngx_http_sophon_events_writer_t *w,
         }
 
         for (i = 1; i < nviews; i++) {
-            p = ngx_pnalloc(w->request->pool, NGX_INT_T_LEN);
-            if (p == NULL) {
-                return NGX_ERROR;
-            }
-
-            worker.data = p;
-            worker.len = ngx_sprintf(p, "%i", views[i].worker) - p;
-
-            if (f->emit(w, f, "worker_", &worker, &views[i]) != NGX_OK) {
+            if (f->emit(w, f, &views[i]) != NGX_OK) {
                 return NGX_ERROR;
             }
         }
@@ -1497,18 +1484,33 @@ ngx_http_sophon_events_prometheus(ngx_http_sophon_events_writer_t *w,
 }
 
 
-/* the labels of a sample: {worker="N",...}, or {...}, or nothing */
+/*
+ * A sample's name and the start of its labels: a worker's is
+ * "sophon_events_worker_<name><suffix>{worker="N"", the sum's
+ * "sophon_events_<name><suffix>"; then "," or "{" when the sample has
+ * labels of its own, "}" or nothing when not.
+ */
 
-#define ngx_http_sophon_events_labels(w, worker, more)                       \
-    ((worker) ? ngx_http_sophon_events_write(w, "{worker=\"%V\"%s", worker, \
-                                             (more) ? "," : "}")            \
-              : ngx_http_sophon_events_write(w, "%s", (more) ? "{" : ""))
+static ngx_int_t
+ngx_http_sophon_events_series(ngx_http_sophon_events_writer_t *w,
+    ngx_http_sophon_events_view_t *view, const char *name, const char *suffix,
+    ngx_uint_t labels)
+{
+    if (view->worker >= 0) {
+        return ngx_http_sophon_events_write(w,
+                                   "sophon_events_worker_%s%s{worker=\"%i\"%s",
+                                   name, suffix, view->worker,
+                                   labels ? "," : "}");
+    }
+
+    return ngx_http_sophon_events_write(w, "sophon_events_%s%s%s", name,
+                                        suffix, labels ? "{" : "");
+}
 
 
 static ngx_int_t
 ngx_http_sophon_events_emit_requests(ngx_http_sophon_events_writer_t *w,
-    ngx_http_sophon_events_family_t *f, const char *prefix, ngx_str_t *worker,
-    ngx_http_sophon_events_view_t *view)
+    ngx_http_sophon_events_family_t *f, ngx_http_sophon_events_view_t *view)
 {
     ngx_uint_t  i;
 
@@ -1517,9 +1519,7 @@ ngx_http_sophon_events_emit_requests(ngx_http_sophon_events_writer_t *w,
             continue;
         }
 
-        if (ngx_http_sophon_events_write(w, "sophon_events_%s%s", prefix,
-                                         f->name) != NGX_OK
-            || ngx_http_sophon_events_labels(w, worker, 1) != NGX_OK
+        if (ngx_http_sophon_events_series(w, view, f->name, "", 1) != NGX_OK
             || ngx_http_sophon_events_write(w, "status=\"%ui\"} %uL\n",
                                     i + NGX_HTTP_SOPHON_EVENTS_FIRST_STATUS,
                                     view->requests[i])
@@ -1535,12 +1535,9 @@ ngx_http_sophon_events_emit_requests(ngx_http_sophon_events_writer_t *w,
 
 static ngx_int_t
 ngx_http_sophon_events_emit_count(ngx_http_sophon_events_writer_t *w,
-    ngx_http_sophon_events_family_t *f, const char *prefix, ngx_str_t *worker,
-    ngx_http_sophon_events_view_t *view)
+    ngx_http_sophon_events_family_t *f, ngx_http_sophon_events_view_t *view)
 {
-    if (ngx_http_sophon_events_write(w, "sophon_events_%s%s", prefix, f->name)
-        != NGX_OK
-        || ngx_http_sophon_events_labels(w, worker, 0) != NGX_OK
+    if (ngx_http_sophon_events_series(w, view, f->name, "", 0) != NGX_OK
         || ngx_http_sophon_events_write(w, " %uL\n", view->count[f->what])
            != NGX_OK)
     {
@@ -1553,24 +1550,20 @@ ngx_http_sophon_events_emit_count(ngx_http_sophon_events_writer_t *w,
 
 static ngx_int_t
 ngx_http_sophon_events_emit_histogram(ngx_http_sophon_events_writer_t *w,
-    ngx_http_sophon_events_family_t *f, const char *prefix, ngx_str_t *worker,
-    ngx_http_sophon_events_view_t *view)
+    ngx_http_sophon_events_family_t *f, ngx_http_sophon_events_view_t *view)
 {
     uint64_t                             n;
     ngx_uint_t                           i;
-    const char                          *name;
     ngx_http_sophon_events_hist_view_t  *h;
 
-    name = f->name;
     h = &view->time[f->what];
     n = 0;
 
     for (i = 0; i < NGX_HTTP_SOPHON_EVENTS_BUCKETS; i++) {
         n += h->bucket[i];
 
-        if (ngx_http_sophon_events_write(w, "sophon_events_%s%s_bucket",
-                                         prefix, name) != NGX_OK
-            || ngx_http_sophon_events_labels(w, worker, 1) != NGX_OK
+        if (ngx_http_sophon_events_series(w, view, f->name, "_bucket", 1)
+            != NGX_OK
             || ngx_http_sophon_events_write(w, "le=\"%s\"} %uL\n",
                                             ngx_http_sophon_events_les[i], n)
                != NGX_OK)
@@ -1579,14 +1572,11 @@ ngx_http_sophon_events_emit_histogram(ngx_http_sophon_events_writer_t *w,
         }
     }
 
-    if (ngx_http_sophon_events_write(w, "sophon_events_%s%s_sum", prefix,
-                                     name) != NGX_OK
-        || ngx_http_sophon_events_labels(w, worker, 0) != NGX_OK
+    if (ngx_http_sophon_events_series(w, view, f->name, "_sum", 0) != NGX_OK
         || ngx_http_sophon_events_write(w, " %uL.%03uL\n", h->sum / 1000,
                                         h->sum % 1000) != NGX_OK
-        || ngx_http_sophon_events_write(w, "sophon_events_%s%s_count", prefix,
-                                        name) != NGX_OK
-        || ngx_http_sophon_events_labels(w, worker, 0) != NGX_OK
+        || ngx_http_sophon_events_series(w, view, f->name, "_count", 0)
+           != NGX_OK
         || ngx_http_sophon_events_write(w, " %uL\n", n) != NGX_OK)
     {
         return NGX_ERROR;
@@ -1598,8 +1588,7 @@ ngx_http_sophon_events_emit_histogram(ngx_http_sophon_events_writer_t *w,
 
 static ngx_int_t
 ngx_http_sophon_events_emit_server(ngx_http_sophon_events_writer_t *w,
-    ngx_http_sophon_events_family_t *f, const char *prefix, ngx_str_t *worker,
-    ngx_http_sophon_events_view_t *view)
+    ngx_http_sophon_events_family_t *f, ngx_http_sophon_events_view_t *view)
 {
     uint64_t                            value;
     ngx_uint_t                          i;
@@ -1651,9 +1640,7 @@ ngx_http_sophon_events_emit_server(ngx_http_sophon_events_writer_t *w,
             break;
         }
 
-        if (ngx_http_sophon_events_write(w, "sophon_events_%s%s", prefix,
-                                         f->name) != NGX_OK
-            || ngx_http_sophon_events_labels(w, worker, 1) != NGX_OK
+        if (ngx_http_sophon_events_series(w, view, f->name, "", 1) != NGX_OK
             || ngx_http_sophon_events_write(w, "server=\"") != NGX_OK
             || ngx_http_sophon_events_write_label(w, &s->name) != NGX_OK
             || (f->what == NGX_HTTP_SOPHON_EVENTS_SERVER_LAG

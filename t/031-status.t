@@ -35,6 +35,22 @@ our $HttpConfig = <<'_EOC_';
     sophon_events_zone sophon_031 1m;
 _EOC_
 
+# the events (and a location inside theirs, which is not theirs) and the
+# status page: the mix's
+our $MixConfig = <<'_EOC_';
+    location /SophonFace/api/events {
+        sophon_events;
+        sophon_events_db "$TEST_NGINX_SOPHON_DB";
+
+        location /SophonFace/api/events/static/ {
+            return 204;
+        }
+    }
+    location = /sophon_status {
+        sophon_events_status;
+    }
+_EOC_
+
 # the page, parsed: JSON, or Prometheus's parser's samples as
 # [name, {labels}, value]
 sub status_json {
@@ -410,18 +426,7 @@ __DATA__
 --- no_http2: its checks speak HTTP/1.1 to the server's port on raw sockets
 --- skip_eval: 1: $ENV{TEST_NGINX_USE_HTTP2}
 --- http_config eval: $main::HttpConfig
---- config
-    location /SophonFace/api/events {
-        sophon_events;
-        sophon_events_db "$TEST_NGINX_SOPHON_DB";
-
-        location /SophonFace/api/events/static/ {
-            return 204;
-        }
-    }
-    location = /sophon_status {
-        sophon_events_status;
-    }
+--- config eval: $main::MixConfig
 --- request
 GET /sophon_status
 --- error_code: 200
@@ -441,18 +446,7 @@ Cache-Control: no-store
 --- no_http2: its checks speak HTTP/1.1 to the server's port on raw sockets
 --- skip_eval: 1: $ENV{TEST_NGINX_USE_HTTP2}
 --- http_config eval: $main::HttpConfig
---- config
-    location /SophonFace/api/events {
-        sophon_events;
-        sophon_events_db "$TEST_NGINX_SOPHON_DB";
-
-        location /SophonFace/api/events/static/ {
-            return 204;
-        }
-    }
-    location = /sophon_status {
-        sophon_events_status;
-    }
+--- config eval: $main::MixConfig
 --- request
 GET /sophon_status
 --- error_code: 200
